@@ -1,0 +1,5 @@
+import sys
+
+from lkm.cli import main
+
+sys.exit(main())

@@ -1,0 +1,58 @@
+"""Typed errors raised by the lkm library.
+
+The library never prints or exits; the CLI layer turns these into the messages
+and exit statuses of the tool being emulated.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+
+
+class LkmError(Exception):
+    """Base class of every error lkm raises on purpose."""
+
+
+class FormatError(LkmError):
+    """An input file is not what it claims to be (truncated, hostile, wrong kind)."""
+
+
+class ElfError(FormatError):
+    """The bytes are not a well-formed ELF relocatable object."""
+
+
+class CompressionError(FormatError):
+    """A compressed module could not be decompressed (corrupt, unsupported, too large)."""
+
+
+class SignatureError(FormatError):
+    """A module signature trailer or its PKCS#7 message is malformed."""
+
+
+class IndexError_(FormatError):
+    """A kmod binary index (.bin) is malformed."""
+
+
+class ConfigError(LkmError):
+    """A configuration file or command line is unusable."""
+
+
+class ModuleNotFound(LkmError):
+    """No module of that name, alias or path."""
+
+
+class KernelError(LkmError):
+    """A kernel operation failed with an errno (real or virtual kernel).
+
+    ``messages`` holds the kernel log lines produced on the way, if known.
+    """
+
+    def __init__(self, err: int, message: str = "", messages: list[str] | None = None) -> None:
+        self.errno = err
+        self.messages = messages or []
+        super().__init__(message or os.strerror(err))
+
+    @property
+    def errno_name(self) -> str:
+        return _errno.errorcode.get(self.errno, str(self.errno))
