@@ -1,0 +1,425 @@
+"""kmod's binary index (``modules.*.bin``): a Patricia trie mapping keys to prioritised values.
+
+File layout (integers are u32 big-endian)::
+
+    header:  magic 0xB007F457, version 0x00020001, root node word
+    node:    [prefix bytes, NUL]          if word & PREFIX
+             [u8 first, u8 last, (last - first + 1) child words]   if word & CHILDS
+             [u32 count, count x (u32 priority, value bytes, NUL)]  if word & VALUES
+
+A node word is ``offset | flags``; an offset of 0 means "no node".  The reader
+follows libkmod's search semantics exactly (exact lookup, wildcard search, dump);
+the writer reproduces depmod's byte layout: kmod 30 writes children before their
+parent (post-order, root last), kmod 34 writes the root first (pre-order).
+
+Keys and values are handled as bytes internally; the ``str`` API decodes them as
+UTF-8 with ``surrogateescape`` so that any byte survives a round trip.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import re
+import struct
+from collections.abc import Iterator
+from typing import Literal
+
+from lkm.errors import IndexError_
+
+INDEX_MAGIC = 0xB007F457
+INDEX_VERSION = 0x00020001
+INDEX_VERSION_MAJOR = 0x0002
+INDEX_CHILDMAX = 128
+
+INDEX_NODE_PREFIX = 0x80000000
+INDEX_NODE_VALUES = 0x40000000
+INDEX_NODE_CHILDS = 0x20000000
+INDEX_NODE_MASK = 0x0FFFFFFF
+
+_HEADER = struct.Struct(">III")
+_U32 = struct.Struct(">I")
+_WILD = frozenset(b"*?[")
+
+Layout = Literal["postorder", "preorder"]
+
+
+def _enc(s: str) -> bytes:
+    return s.encode("utf-8", "surrogateescape")
+
+
+def _dec(b: bytes) -> str:
+    return b.decode("utf-8", "surrogateescape")
+
+
+# --------------------------------------------------------------------------- fnmatch
+
+_CLASSES: dict[bytes, bytes] = {
+    b"alpha": b"a-zA-Z",
+    b"digit": b"0-9",
+    b"alnum": b"a-zA-Z0-9",
+    b"upper": b"A-Z",
+    b"lower": b"a-z",
+    b"space": b" \\t\\n\\r\\f\\v",
+    b"blank": b" \\t",
+    b"punct": re.escape(bytes(c for c in range(33, 127)
+                              if not chr(c).isalnum())),
+    b"print": b" -~",
+    b"graph": b"!-~",
+    b"cntrl": b"\\x00-\\x1f\\x7f",
+    b"xdigit": b"0-9A-Fa-f",
+}
+_NEVER = re.compile(b"(?!)")
+_fnmatch_cache: dict[bytes, re.Pattern[bytes]] = {}
+
+
+def _class_char(c: int) -> bytes:
+    return b"\\" + bytes((c,)) if c in b"\\]^-[" else bytes((c,))
+
+
+def _bracket(pat: bytes, i: int) -> tuple[bytes, int] | None:
+    """Translate the bracket expression whose ``[`` is at ``pat[i - 1]``.
+
+    Returns (regex, index after ``]``), or None if the bracket is unterminated
+    (glibc then matches ``[`` literally).
+    """
+    n = len(pat)
+    negate = i < n and pat[i] in b"!^"
+    if negate:
+        i += 1
+    parts: list[bytes] = []
+    first = True
+    while True:
+        if i >= n:
+            return None
+        c = pat[i]
+        if c == 0x5D and not first:  # ']'
+            i += 1
+            break
+        first = False
+        if c == 0x5B and i + 1 < n and pat[i + 1] == 0x3A:  # "[:class:]"
+            end = pat.find(b":]", i + 2)
+            if end < 0:
+                return None
+            cls = _CLASSES.get(pat[i + 2:end])
+            if cls is None:
+                return _NEVER.pattern, n  # glibc: invalid class never matches
+            parts.append(cls)
+            i = end + 2
+            continue
+        if c == 0x5C:  # backslash escapes inside brackets too
+            if i + 1 >= n:
+                return None
+            i += 1
+            c = pat[i]
+        i += 1
+        # a range "c-d" unless '-' is followed by ']' or the end
+        if i + 1 < n and pat[i] == 0x2D and pat[i + 1] != 0x5D:
+            hi = pat[i + 1]
+            i += 2
+            if hi == 0x5C and i < n:
+                hi = pat[i]
+                i += 1
+            if c <= hi:
+                parts.append(_class_char(c) + b"-" + _class_char(hi))
+            continue
+        parts.append(_class_char(c))
+    body = b"".join(parts)
+    if not body:
+        return (b"[\\x00-\\xff]" if negate else _NEVER.pattern), i
+    return b"[" + (b"^" if negate else b"") + body + b"]", i
+
+
+def fnmatch_regex(pattern: bytes) -> re.Pattern[bytes]:
+    """Compile a POSIX ``fnmatch(pattern, s, 0)`` pattern (glibc rules) to a regex."""
+    rx = _fnmatch_cache.get(pattern)
+    if rx is not None:
+        return rx
+    out: list[bytes] = []
+    i, n = 0, len(pattern)
+    never = False
+    while i < n:
+        c = pattern[i]
+        i += 1
+        if c == 0x2A:  # '*'
+            out.append(b".*")
+        elif c == 0x3F:  # '?'
+            out.append(b".")
+        elif c == 0x5C:  # backslash
+            if i >= n:
+                never = True  # a trailing backslash never matches
+                break
+            out.append(re.escape(pattern[i:i + 1]))
+            i += 1
+        elif c == 0x5B:  # '['
+            got = _bracket(pattern, i)
+            if got is None:
+                out.append(b"\\[")
+            else:
+                out.append(got[0])
+                i = got[1]
+        else:
+            out.append(re.escape(bytes((c,))))
+    rx = _NEVER if never else re.compile(b"".join(out), re.DOTALL)
+    if len(_fnmatch_cache) > 4096:
+        _fnmatch_cache.clear()
+    _fnmatch_cache[pattern] = rx
+    return rx
+
+
+def fnmatch(pattern: bytes, string: bytes) -> bool:
+    """glibc ``fnmatch(pattern, string, 0) == 0``."""
+    return fnmatch_regex(pattern).fullmatch(string) is not None
+
+
+# --------------------------------------------------------------------------- reader
+
+
+class Index:
+    """A kmod binary index opened for reading (mmap or bytes); every offset is bounds-checked."""
+
+    def __init__(self, data: bytes | mmap.mmap, name: str = "<index>") -> None:
+        self.name = name
+        self._data = data
+        self._size = len(data)
+        if self._size < _HEADER.size:
+            raise IndexError_(f"{name}: too short for an index header")
+        magic, version, root = _HEADER.unpack_from(data, 0)
+        if magic != INDEX_MAGIC:
+            raise IndexError_(f"{name}: magic check fail: {magic:x} instead of {INDEX_MAGIC:x}")
+        if version >> 16 != INDEX_VERSION_MAJOR:
+            raise IndexError_(f"{name}: major version check fail: {version >> 16} instead of "
+                              f"{INDEX_VERSION_MAJOR}")
+        self.version = version
+        self.root = root
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> Index:
+        """Open an index file (OSError if it cannot be read, IndexError_ if malformed)."""
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            # mmap pays off for the large indexes, of which a lookup reads a few nodes
+            data: bytes | mmap.mmap = (mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                                       if size >= 65536 else f.read())
+        return cls(data, os.fspath(path))
+
+    def close(self) -> None:
+        if isinstance(self._data, mmap.mmap):
+            self._data.close()
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- node decoding
+
+    def _bad(self, what: str, off: int) -> IndexError_:
+        return IndexError_(f"{self.name}: corrupt index: {what} at offset {off}")
+
+    def _prefix(self, word: int) -> tuple[bytes, int]:
+        """(prefix, position after it) of the node ``word``."""
+        off = word & INDEX_NODE_MASK
+        if off < _HEADER.size or off > self._size:
+            raise self._bad("node offset out of range", off)
+        if not word & INDEX_NODE_PREFIX:
+            return b"", off
+        end = self._data.find(b"\0", off)
+        if end < 0:
+            raise self._bad("unterminated prefix", off)
+        return self._data[off:end], end + 1
+
+    def _children(self, word: int, pos: int) -> tuple[int, int, int]:
+        """(first, last, position of the first child word); first > last if none."""
+        if not word & INDEX_NODE_CHILDS:
+            return INDEX_CHILDMAX, 0, pos
+        if pos + 2 > self._size:
+            raise self._bad("truncated child range", pos)
+        first, last = self._data[pos], self._data[pos + 1]
+        if first > last or pos + 2 + 4 * (last - first + 1) > self._size:
+            raise self._bad("bad child range", pos)
+        return first, last, pos + 2
+
+    def _values(self, word: int, pos: int) -> list[tuple[int, bytes]]:
+        """The node's (priority, value) pairs in file order."""
+        if not word & INDEX_NODE_VALUES:
+            return []
+        data, size = self._data, self._size
+        if pos + 4 > size:
+            raise self._bad("truncated value count", pos)
+        (count,) = _U32.unpack_from(data, pos)
+        pos += 4
+        if count > (size - pos) // 5:
+            raise self._bad("impossible value count", pos)
+        out = []
+        for _ in range(count):
+            if pos + 4 > size:
+                raise self._bad("truncated value", pos)
+            (prio,) = _U32.unpack_from(data, pos)
+            end = data.find(b"\0", pos + 4)
+            if end < 0:
+                raise self._bad("unterminated value", pos)
+            out.append((prio, data[pos + 4:end]))
+            pos = end + 1
+        return out
+
+    def _node(self, word: int) -> tuple[bytes, int, int, int, int]:
+        """(prefix, first, last, children position, values position) of a node."""
+        prefix, pos = self._prefix(word)
+        first, last, cpos = self._children(word, pos)
+        vpos = cpos + 4 * (last - first + 1) if first <= last else cpos
+        return prefix, first, last, cpos, vpos
+
+    def _child(self, first: int, last: int, cpos: int, ch: int) -> int:
+        if first <= ch <= last:
+            word: int = _U32.unpack_from(self._data, cpos + 4 * (ch - first))[0]
+            return word if word & INDEX_NODE_MASK else 0
+        return 0
+
+    # -- exact search
+
+    def _find(self, key: bytes) -> tuple[int, int] | None:
+        """(node word, values position) of the node holding exactly ``key``."""
+        word = self.root if self.root & INDEX_NODE_MASK else 0
+        i, n = 0, len(key)
+        while word:
+            prefix, first, last, cpos, vpos = self._node(word)
+            if prefix:
+                if key[i:i + len(prefix)] != prefix:
+                    return None
+                i += len(prefix)
+            if i == n:
+                return word, vpos
+            word = self._child(first, last, cpos, key[i])
+            i += 1
+        return None
+
+    def lookup(self, key: str) -> str | None:
+        """The first value stored under exactly ``key`` (libkmod's index_search)."""
+        vals = self.lookup_all(key)
+        return vals[0][1] if vals else None
+
+    def lookup_all(self, key: str) -> list[tuple[int, str]]:
+        """Every (priority, value) stored under exactly ``key``, in file order."""
+        found = self._find(_enc(key))
+        if found is None:
+            return []
+        return [(p, _dec(v)) for p, v in self._values(*found)]
+
+    # -- wildcard search
+
+    def search_wildcard(self, key: str) -> list[tuple[int, str]]:
+        """libkmod's index_searchwild: values of ``key`` and of stored patterns matching it.
+
+        Stored keys holding ``*``, ``?`` or ``[`` are fnmatch patterns.  Results are
+        ordered by priority; equal priorities in reverse order of discovery.
+        """
+        bkey = _enc(key)
+        found: list[tuple[int, bytes]] = []
+        seen: set[int] = set()
+        word = self.root if self.root & INDEX_NODE_MASK else 0
+        i, n = 0, len(bkey)
+        while word:
+            off = word & INDEX_NODE_MASK
+            if off in seen:
+                raise self._bad("node reached twice", off)
+            seen.add(off)
+            prefix, first, last, cpos, vpos = self._node(word)
+            for j, ch in enumerate(prefix):
+                if ch in _WILD:
+                    self._wild_all(word, j, b"", bkey[i + j:], found, seen)
+                    return _merge(found)
+                if i + j >= n or bkey[i + j] != ch:
+                    return _merge(found)
+            i += len(prefix)
+            for wc in b"*?[":
+                child = self._child(first, last, cpos, wc)
+                if child:
+                    self._mark(child, seen)
+                    self._wild_all(child, 0, bytes((wc,)), bkey[i:], found, seen)
+            if i == n:
+                found.extend(self._values(word, vpos))
+                return _merge(found)
+            word = self._child(first, last, cpos, bkey[i])
+            i += 1
+        return _merge(found)
+
+    def _wild_all(self, word: int, skip: int, head: bytes, subkey: bytes,
+                  found: list[tuple[int, bytes]], seen: set[int]) -> None:
+        """libkmod's index_searchwild__all: visit the subtree at ``word`` (children first,
+        then the node) and add the values of every key whose pattern (``head``, the node's
+        prefix from ``skip``, then the path below) fnmatches ``subkey``."""
+        prefix, first, last, cpos, vpos = self._node(word)
+        stack: list[tuple[int, bytes, int, int, int, int, int]] = []
+        pat = head + prefix[skip:]
+        while True:
+            # children were pushed after the node itself, so they pop (and emit) first
+            stack.append((word, pat, 1, first, last, cpos, vpos))
+            if first <= last:
+                words = struct.unpack_from(f">{last - first + 1}I", self._data, cpos)
+                for k in range(len(words) - 1, -1, -1):
+                    cw = words[k]
+                    if cw & INDEX_NODE_MASK:
+                        stack.append((cw, pat + bytes((first + k,)), 0, 0, 0, 0, 0))
+            while stack:
+                word, pat, state, first, last, cpos, vpos = stack.pop()
+                if state == 1:
+                    vals = self._values(word, vpos)
+                    if vals and fnmatch(pat, subkey):
+                        found.extend(vals)
+                    continue
+                self._mark(word, seen)
+                prefix, first, last, cpos, vpos = self._node(word)
+                pat += prefix
+                break
+            else:
+                return
+
+    def _mark(self, word: int, seen: set[int]) -> None:
+        off = word & INDEX_NODE_MASK
+        if off in seen:
+            raise self._bad("node reached twice", off)
+        seen.add(off)
+
+    # -- traversal
+
+    def entries(self) -> Iterator[tuple[str, str, int]]:
+        """Every (key, value, priority) in trie order (node values, then children by byte)."""
+        for key, prio, val in self._walk():
+            yield _dec(key), _dec(val), prio
+
+    def items(self) -> Iterator[tuple[str, str]]:
+        """Every (key, value) in trie order, as ``modprobe -c`` dumps an index."""
+        for key, _prio, val in self._walk():
+            yield _dec(key), _dec(val)
+
+    def dump(self, prefix: str = "") -> str:
+        """libkmod's index_dump: one ``<prefix><key> <value>`` line per value, trie order."""
+        return "".join(f"{prefix}{k} {v}\n" for k, v in self.items())
+
+    def _walk(self) -> Iterator[tuple[bytes, int, bytes]]:
+        if not self.root & INDEX_NODE_MASK:
+            return
+        seen: set[int] = set()
+        stack: list[tuple[int, bytes]] = [(self.root, b"")]
+        while stack:
+            word, path = stack.pop()
+            self._mark(word, seen)
+            prefix, first, last, cpos, vpos = self._node(word)
+            path += prefix
+            for prio, val in self._values(word, vpos):
+                yield path, prio, val
+            if first <= last:
+                words = struct.unpack_from(f">{last - first + 1}I", self._data, cpos)
+                for k in range(len(words) - 1, -1, -1):
+                    cw = words[k]
+                    if cw & INDEX_NODE_MASK:
+                        stack.append((cw, path + bytes((first + k,))))
+
+
+def _merge(found: list[tuple[int, bytes]]) -> list[tuple[int, str]]:
+    """libkmod's add_value order: by priority, a new value going before equal ones."""
+    found.reverse()
+    found.sort(key=lambda pv: pv[0])
+    return [(p, _dec(v)) for p, v in found]
