@@ -23,7 +23,7 @@ import os
 import re
 import struct
 from collections.abc import Iterator
-from typing import Literal
+from typing import Any, Literal
 
 from lkm.errors import IndexError_
 
@@ -423,3 +423,208 @@ def _merge(found: list[tuple[int, bytes]]) -> list[tuple[int, str]]:
     found.reverse()
     found.sort(key=lambda pv: pv[0])
     return [(p, _dec(v)) for p, v in found]
+
+
+# --------------------------------------------------------------------------- writer
+
+
+class IndexBuilder:
+    """Collects (key, value, priority) triples and encodes them as a kmod index.
+
+    Values of a key are kept in depmod's order: ascending priority, a value added
+    with the priority of existing ones going before them.  Keys and values must be
+    7-bit ASCII without NUL (kmod's index format supports nothing else).
+    """
+
+    def __init__(self) -> None:
+        self.values: dict[bytes, list[tuple[int, bytes]]] = {}
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def add(self, key: str | bytes, value: str | bytes, priority: int) -> bool:
+        """Add a value; True if the key already held this same value (kmod warns on that)."""
+        bkey = key if isinstance(key, bytes) else _enc(key)
+        bval = value if isinstance(value, bytes) else _enc(value)
+        _check_string(bkey)
+        _check_string(bval)
+        lst = self.values.get(bkey)
+        if lst is None:
+            self.values[bkey] = [(priority, bval)]
+            return False
+        dup = any(v == bval for _p, v in lst)
+        lst.append((priority, bval))
+        return dup
+
+    def to_bytes(self, layout: Layout = "postorder") -> bytes:
+        """The index file's bytes, kmod 30's post-order layout or kmod 34's pre-order one."""
+        return encode_index(self.values, layout)
+
+
+def _check_string(s: bytes) -> None:
+    if not s.isascii() or b"\0" in s:
+        raise IndexError_(f"Module index: bad character - only 7-bit ASCII is supported: "
+                          f"{_dec(s)!r}")
+
+
+# a node: [prefix, values blob (count + entries, b"" if none), first, last, children]
+_Node = list[Any]
+
+
+def _values_blob(vals: list[tuple[int, bytes]]) -> bytes:
+    if len(vals) == 1:
+        prio, val = vals[0]
+        return b"\0\0\0\1" + _U32.pack(prio) + val + b"\0"
+    # libkmod's add_value: sorted by priority, later insertions before equal ones
+    ordered = sorted(reversed(vals), key=lambda pv: pv[0])
+    parts = [_U32.pack(len(ordered))]
+    for prio, val in ordered:
+        parts.append(_U32.pack(prio))
+        parts.append(val)
+        parts.append(b"\0")
+    return b"".join(parts)
+
+
+def _build_trie(values: dict[bytes, list[tuple[int, bytes]]]) -> _Node:
+    """The Patricia trie depmod builds for these keys (its shape depends only on the key
+    set: every node but the root carries the longest common prefix of the keys below)."""
+    from bisect import bisect_left
+
+    keys = sorted(values)
+
+    def build(start: int, end: int, depth: int, is_root: bool) -> _Node:
+        a = keys[start]
+        if end - start == 1 and not is_root:
+            return [a[depth:], _values_blob(values[a]), 0, -1, None]
+        if is_root:
+            p = depth
+        else:
+            b = keys[end - 1]
+            lo, hi = depth, min(len(a), len(b))
+            while lo < hi:  # longest common prefix of the first and last (sorted) keys
+                mid = (lo + hi + 1) >> 1
+                if a[depth:mid] == b[depth:mid]:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            p = lo
+        node: _Node = [a[depth:p], b"", 0, -1, None]
+        i = start
+        if len(a) == p:
+            node[1] = _values_blob(values[a])
+            i += 1
+        children: list[tuple[int, _Node]] = []
+        while i < end:
+            k = keys[i]
+            c = k[p]
+            j = bisect_left(keys, k[:p] + bytes((c + 1,)), i + 1, end)
+            children.append((c, build(i, j, p + 1, False)))
+            i = j
+        if children:
+            node[2], node[3], node[4] = children[0][0], children[-1][0], children
+        return node
+
+    if not keys:
+        return [b"", b"", 0, -1, None]
+    import sys
+
+    limit = sys.getrecursionlimit()
+    need = 2 * max(len(k) for k in keys) + 100
+    if need > limit:
+        sys.setrecursionlimit(need)
+    try:
+        return build(0, len(keys), 0, True)
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def encode_index(values: dict[bytes, list[tuple[int, bytes]]],
+                 layout: Layout = "postorder") -> bytes:
+    """Encode key -> [(priority, value) in insertion order] as a kmod index file."""
+    root = _build_trie(values)
+    if layout == "postorder":
+        return _encode_postorder(root)
+    if layout == "preorder":
+        return _encode_preorder(root)
+    raise ValueError(f"unknown index layout {layout!r}")
+
+
+def _flags(node: _Node) -> int:
+    return ((INDEX_NODE_PREFIX if node[0] else 0) | (INDEX_NODE_VALUES if node[1] else 0)
+            | (INDEX_NODE_CHILDS if node[4] else 0))
+
+
+def _encode_postorder(root: _Node) -> bytes:
+    """kmod 30: children (ascending byte) before their parent; the root is written last."""
+    out: list[bytes] = [b""]
+    pos = _HEADER.size
+    pack_into = struct.pack
+
+    def write(node: _Node) -> int:
+        nonlocal pos
+        prefix, blob, first, last, children = node
+        words = None
+        if children:
+            words = [0] * (last - first + 1)
+            for c, child in children:
+                words[c - first] = write(child)
+        word = pos
+        if prefix:
+            out.append(prefix + b"\0")
+            pos += len(prefix) + 1
+            word |= INDEX_NODE_PREFIX
+        if words is not None:
+            out.append(bytes((first, last)) + pack_into(f">{len(words)}I", *words))
+            pos += 2 + 4 * len(words)
+            word |= INDEX_NODE_CHILDS
+        if blob:
+            out.append(blob)
+            pos += len(blob)
+            word |= INDEX_NODE_VALUES
+        return word
+
+    root_word = write(root)
+    out[0] = _HEADER.pack(INDEX_MAGIC, INDEX_VERSION, root_word)
+    return b"".join(out)
+
+
+def _encode_preorder(root: _Node) -> bytes:
+    """kmod 34: each node followed by its children (ascending byte); the root at offset 12."""
+    sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (own size, subtree size)
+
+    def measure(node: _Node) -> int:
+        prefix, blob, first, last, children = node
+        size = (len(prefix) + 1 if prefix else 0) + len(blob)
+        total = 0
+        if children:
+            size += 2 + 4 * (last - first + 1)
+            for _c, child in children:
+                total += measure(child)
+        total += size
+        sizes[id(node)] = (size, total)
+        return total
+
+    measure(root)
+    out: list[bytes] = [_HEADER.pack(INDEX_MAGIC, INDEX_VERSION, _HEADER.size | _flags(root))]
+
+    def write(node: _Node, offset: int) -> None:
+        prefix, blob, first, last, children = node
+        if prefix:
+            out.append(prefix + b"\0")
+        if children:
+            words = [0] * (last - first + 1)
+            at = offset + sizes[id(node)][0]
+            for c, child in children:
+                words[c - first] = at | _flags(child)
+                at += sizes[id(child)][1]
+            out.append(bytes((first, last)) + struct.pack(f">{len(words)}I", *words))
+        if blob:
+            out.append(blob)
+        if children:
+            at = offset + sizes[id(node)][0]
+            for _c, child in children:
+                write(child, at)
+                at += sizes[id(child)][1]
+
+    write(root, _HEADER.size)
+    return b"".join(out)
