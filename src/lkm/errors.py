@@ -15,11 +15,22 @@ class LkmError(Exception):
 
 
 class FormatError(LkmError):
-    """An input file is not what it claims to be (truncated, hostile, wrong kind)."""
+    """An input file is not what it claims to be (truncated, hostile, wrong kind).
+
+    ``errno`` is what kmod reports for such a file (EINVAL, or ENOEXEC when not ELF).
+    """
+
+    errno: int = _errno.EINVAL
 
 
 class ElfError(FormatError):
     """The bytes are not a well-formed ELF relocatable object."""
+
+
+class NotElfError(ElfError):
+    """The bytes do not start with the ELF magic."""
+
+    errno = _errno.ENOEXEC
 
 
 class CompressionError(FormatError):
@@ -56,3 +67,7 @@ class KernelError(LkmError):
     @property
     def errno_name(self) -> str:
         return _errno.errorcode.get(self.errno, str(self.errno))
+
+
+class InvalidAlias(ConfigError):
+    """A module name or alias has an unmatched bracket (kmod: "Unmatched bracket")."""

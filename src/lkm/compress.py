@@ -1,0 +1,280 @@
+"""Compressed modules: detection by magic (as kmod does), bounded decompression, compression.
+
+Decompression is streamed with an output cap, so a decompression bomb costs at most
+``limit`` bytes of memory and the time to produce them before CompressionError.
+"""
+
+from __future__ import annotations
+
+import gzip
+import lzma
+import mmap
+import os
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+from lkm.errors import CompressionError
+
+Buffer = bytes | bytearray | memoryview | mmap.mmap
+
+MAX_MODULE_SIZE = 512 << 20
+"""Default cap on a decompressed module (Debian's largest, amdgpu.ko, is about 20 MiB)."""
+
+XZ_MEMLIMIT = 256 << 20
+"""Cap on the xz decoder's own memory (dictionary); ``xz -9`` needs 65 MiB."""
+
+ZSTD_MAX_WINDOW = 1 << 27
+"""Largest zstd window accepted (128 MiB, zstd's default decoder limit)."""
+
+_CHUNK = 1 << 20
+
+MAGICS: tuple[tuple[str, bytes], ...] = (
+    ("zstd", b"\x28\xb5\x2f\xfd"),
+    ("xz", b"\xfd\x37\x7a\x58\x5a\x00"),
+    ("gzip", b"\x1f\x8b"),
+)
+
+EXTENSIONS = {"gzip": ".gz", "xz": ".xz", "zstd": ".zst"}
+"""The file name extension kmod and Kbuild use for each compression."""
+
+
+def detect(data: Buffer) -> str | None:
+    """The compression of ``data`` by its magic: "gzip", "xz", "zstd" or None."""
+    head = bytes(data[:6])
+    for kind, magic in MAGICS:
+        if head.startswith(magic):
+            return kind
+    return None
+
+
+def decompress(data: Buffer, kind: str | None = None, limit: int = MAX_MODULE_SIZE) -> bytes:
+    """Decompress ``data`` (``kind`` detected from the magic when None).
+
+    Raises CompressionError for unknown formats, corrupt or truncated streams and
+    output larger than ``limit`` bytes.
+    """
+    if kind is None:
+        kind = detect(data)
+        if kind is None:
+            raise CompressionError("not a gzip, xz or zstd stream (unknown magic)")
+    view = memoryview(data)
+    try:
+        if kind == "gzip":
+            return _gunzip(view, limit)
+        if kind == "xz":
+            return _unxz(view, limit)
+        if kind == "zstd":
+            return _unzstd(view, limit)
+    except CompressionError:
+        raise
+    except MemoryError as e:
+        raise CompressionError(f"{kind}: out of memory") from e
+    except (zlib.error, lzma.LZMAError, EOFError, ValueError, OSError) as e:
+        raise CompressionError(f"{kind}: {_reason(e)}") from e
+    except Exception as e:
+        # zstandard raises its own ZstdError, which is not importable for typing
+        if type(e).__name__ == "ZstdError":
+            raise CompressionError(f"zstd: {_reason(e)}") from e
+        raise
+    raise CompressionError(f"unsupported compression {kind!r}")
+
+
+def _reason(e: BaseException) -> str:
+    text = str(e) or type(e).__name__
+    return text[:1].lower() + text[1:]
+
+
+def _too_big(kind: str, limit: int) -> CompressionError:
+    return CompressionError(f"{kind}: decompressed size exceeds the limit of {limit} bytes")
+
+
+def _drain(kind: str, step: Callable[[bytes | memoryview, int], bytes], first: memoryview,
+           more: Callable[[], bool], out: bytearray, limit: int) -> None:
+    """Feed ``first`` to ``step`` and keep pulling output while ``more()`` says so."""
+    chunk = step(first, min(_CHUNK, limit - len(out) + 1))
+    while True:
+        out += chunk
+        if len(out) > limit:
+            raise _too_big(kind, limit)
+        if not more():
+            return
+        chunk = step(b"", min(_CHUNK, limit - len(out) + 1))
+        if not chunk and not more():
+            return
+
+
+def _gunzip(view: memoryview, limit: int) -> bytes:
+    """gzip, every member (like zlib's gzread); trailing bytes that are not a member are ignored."""
+    out = bytearray()
+    pos = 0
+    first = True
+    while first or (len(view) - pos >= 2 and bytes(view[pos:pos + 2]) == b"\x1f\x8b"):
+        first = False
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+
+        def step(buf: bytes | memoryview, n: int, d: Any = d) -> bytes:
+            if buf:
+                return bytes(d.decompress(buf, n))
+            return bytes(d.decompress(d.unconsumed_tail, n))
+
+        def more(d: Any = d) -> bool:
+            return not d.eof and bool(d.unconsumed_tail)
+
+        _drain("gzip", step, view[pos:], more, out, limit)
+        if not d.eof:
+            # the whole input was consumed without reaching the end of the member
+            if d.unconsumed_tail:
+                raise CompressionError("gzip: internal error")
+            raise CompressionError("gzip: unexpected end of input (truncated stream)")
+        pos = len(view) - len(d.unused_data)
+    return bytes(out)
+
+
+def _unxz(view: memoryview, limit: int) -> bytes:
+    """xz, the first stream only (as kmod's liblzma decoder without LZMA_CONCATENATED)."""
+    out = bytearray()
+    d = lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=XZ_MEMLIMIT)
+
+    def step(buf: bytes | memoryview, n: int) -> bytes:
+        return d.decompress(buf, n)
+
+    def more() -> bool:
+        return not d.eof and not d.needs_input
+
+    _drain("xz", step, view, more, out, limit)
+    if not d.eof:
+        raise CompressionError("xz: unexpected end of input (truncated stream)")
+    return bytes(out)
+
+
+def _unzstd(view: memoryview, limit: int) -> bytes:
+    """zstd, every frame (as kmod's ZSTD_decompressStream loop over the whole file)."""
+    import io
+
+    import zstandard
+
+    declared = _zstd_walk(view)
+    if declared is not None and declared > limit:
+        raise _too_big("zstd", limit)
+    dctx = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
+    out = bytearray()
+    with dctx.stream_reader(io.BytesIO(view), read_across_frames=True,
+                            closefd=False) as reader:
+        while True:
+            chunk = reader.read(min(_CHUNK, limit - len(out) + 1))
+            if not chunk:
+                break
+            out += chunk
+            if len(out) > limit:
+                raise _too_big("zstd", limit)
+    return bytes(out)
+
+
+def _zstd_walk(view: memoryview) -> int | None:
+    """Walk the frames and blocks of a zstd stream without decoding them.
+
+    Returns the sum of the declared content sizes (None if a frame does not
+    declare one).  Raises CompressionError when the input ends inside a frame,
+    which zstandard's stream reader does not report.
+    """
+    n = len(view)
+    pos = 0
+    total: int | None = 0
+    while pos < n:
+        if n - pos < 4:
+            raise CompressionError("zstd: unexpected end of input (truncated frame header)")
+        magic = int.from_bytes(view[pos:pos + 4], "little")
+        if magic & 0xFFFFFFF0 == 0x184D2A50:  # skippable frame
+            if n - pos < 8:
+                raise CompressionError("zstd: unexpected end of input (truncated frame)")
+            pos += 8 + int.from_bytes(view[pos + 4:pos + 8], "little")
+            if pos > n:
+                raise CompressionError("zstd: unexpected end of input (truncated frame)")
+            continue
+        if magic != 0xFD2FB528:
+            # not a frame: let the decoder report it with its own words
+            return total
+        if n - pos < 5:
+            raise CompressionError("zstd: unexpected end of input (truncated frame header)")
+        fhd = view[pos + 4]
+        fcs_flag = fhd >> 6
+        single = (fhd >> 5) & 1
+        checksum = (fhd >> 2) & 1
+        did_size = (0, 1, 2, 4)[fhd & 3]
+        fcs_size = (single, 2, 4, 8)[fcs_flag]
+        hdr = 5 + (0 if single else 1) + did_size
+        if n - pos < hdr + fcs_size:
+            raise CompressionError("zstd: unexpected end of input (truncated frame header)")
+        if fcs_size:
+            size = int.from_bytes(view[pos + hdr:pos + hdr + fcs_size], "little")
+            if fcs_size == 2:
+                size += 256
+            if total is not None:
+                total += size
+        else:
+            total = None
+        pos += hdr + fcs_size
+        while True:
+            if n - pos < 3:
+                raise CompressionError("zstd: unexpected end of input (truncated block)")
+            bh = int.from_bytes(view[pos:pos + 3], "little")
+            last, btype, bsize = bh & 1, (bh >> 1) & 3, bh >> 3
+            if btype == 3:
+                raise CompressionError("zstd: corrupt block (reserved block type)")
+            pos += 3 + (1 if btype == 1 else bsize)
+            if pos > n:
+                raise CompressionError("zstd: unexpected end of input (truncated block)")
+            if last:
+                break
+        pos += 4 * checksum
+        if pos > n:
+            raise CompressionError("zstd: unexpected end of input (truncated checksum)")
+    return total
+
+
+def compress(data: Buffer, kind: str) -> bytes:
+    """Compress as Kbuild's modules_install does: ``gzip -n``, ``xz --check=crc32``, ``zstd``."""
+    raw = bytes(data)
+    if kind == "gzip":
+        return gzip.compress(raw, compresslevel=6, mtime=0)
+    if kind == "xz":
+        filters = [{"id": lzma.FILTER_LZMA2, "preset": 6, "dict_size": 1 << 20}]
+        return lzma.compress(raw, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC32,
+                             filters=filters)
+    if kind == "zstd":
+        import zstandard
+
+        return bytes(zstandard.ZstdCompressor(level=3, write_checksum=True).compress(raw))
+    raise CompressionError(f"unsupported compression {kind!r}")
+
+
+def read_module(path: str | os.PathLike[str], limit: int = MAX_MODULE_SIZE
+                ) -> tuple[bytes | mmap.mmap, str | None]:
+    """The module's (decompressed) content and its compression name (None if uncompressed).
+
+    Uncompressed files are mapped read-only; empty or unmappable files are read.
+    OSError passes through (missing file, permission); bad streams raise CompressionError.
+    """
+    with open(path, "rb") as f:
+        head = f.read(6)
+        kind = detect(head)
+        if kind is None:
+            try:
+                size = os.fstat(f.fileno()).st_size
+                if size > 0:
+                    return mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ), None
+            except (OSError, ValueError, OverflowError):
+                pass
+            f.seek(0)
+            return _read_capped(f, limit), None
+        f.seek(0)
+        raw = f.read()
+    return decompress(raw, kind, limit), kind
+
+
+def _read_capped(f: Any, limit: int) -> bytes:
+    data: bytes = f.read(limit + 1)
+    if len(data) > limit:
+        raise CompressionError(f"file exceeds the limit of {limit} bytes")
+    return data
