@@ -1,0 +1,81 @@
+"""Kernel log records, as printk stores them (level + text), and dmesg's rendering."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# printk levels (include/linux/kern_levels.h)
+KERN_EMERG = 0
+KERN_ALERT = 1
+KERN_CRIT = 2
+KERN_ERR = 3
+KERN_WARNING = 4
+KERN_NOTICE = 5
+KERN_INFO = 6
+KERN_DEBUG = 7
+
+LEVEL_NAMES = ("emerg", "alert", "crit", "err", "warn", "notice", "info", "debug")
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """One line of the kernel log."""
+
+    level: int
+    text: str
+    seq: int = 0
+    usec: int = 0  # timestamp in microseconds since "boot"
+
+    def to_json(self) -> list[object]:
+        return [self.level, self.text, self.seq, self.usec]
+
+    @classmethod
+    def from_json(cls, v: list[object]) -> LogRecord:
+        level, text, seq, usec = v
+        assert isinstance(level, int) and isinstance(text, str)
+        assert isinstance(seq, int) and isinstance(usec, int)
+        return cls(level, text, seq, usec)
+
+
+class Printk:
+    """A sink for log lines: collects (level, text) in the order printed.
+
+    Multi-line messages (one printk with embedded newlines) become several records,
+    as /dev/kmsg shows them.  ``once`` keys implement pr_*_once.
+    """
+
+    def __init__(self, once: set[str] | None = None) -> None:
+        self.records: list[tuple[int, str]] = []
+        self.once: set[str] = once if once is not None else set()
+
+    def log(self, level: int, text: str) -> None:
+        for line in text.rstrip("\n").split("\n"):
+            self.records.append((level, line))
+
+    def err(self, text: str) -> None:
+        self.log(KERN_ERR, text)
+
+    def warn(self, text: str) -> None:
+        self.log(KERN_WARNING, text)
+
+    def notice(self, text: str) -> None:
+        self.log(KERN_NOTICE, text)
+
+    def info(self, text: str) -> None:
+        self.log(KERN_INFO, text)
+
+    def log_once(self, key: str, level: int, text: str) -> None:
+        """pr_*_once: print only the first time this call site is reached."""
+        if key in self.once:
+            return
+        self.once.add(key)
+        self.log(level, text)
+
+    @property
+    def lines(self) -> list[str]:
+        return [t for _, t in self.records]
+
+
+def format_dmesg(rec: LogRecord) -> str:
+    """A record as dmesg prints it: ``[    1.234567] text``."""
+    return f"[{rec.usec // 1000000:5d}.{rec.usec % 1000000:06d}] {rec.text}"
