@@ -172,7 +172,7 @@ def test_charp_too_long() -> None:
 
 
 def test_array_limits() -> None:
-    err, _, lines, p = run("myarr=1,2,3,4")
+    err, _, lines, _ = run("myarr=1,2,3,4")
     assert err == -E.EINVAL
     assert lines == ["myarr: can only take 3 arguments",
                      "m: `1,2,3,4' invalid for parameter `myarr'"]
