@@ -1,0 +1,303 @@
+"""Helpers shared by the kmod-compatible tools: logging, option parsing, version, output.
+
+Messages follow kmod's tools: ``"<prog>: <PRIO>: msg"`` on stderr; a FATAL message
+ends the program with status 1.  Options are parsed as glibc's getopt_long does
+(argument permutation, ``--`` end marker, unambiguous long-option prefixes), with
+glibc's error texts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# syslog priorities, as kmod uses them
+LOG_CRIT = 2
+LOG_ERR = 3
+LOG_WARNING = 4
+LOG_NOTICE = 5
+LOG_INFO = 6
+LOG_DEBUG = 7
+
+_PRIO_NAMES = {LOG_CRIT: "FATAL", LOG_ERR: "ERROR", LOG_WARNING: "WARNING",
+               LOG_NOTICE: "NOTICE", LOG_INFO: "INFO", LOG_DEBUG: "DEBUG"}
+
+# what `kmod -V` prints for Debian 12's kmod 30, which lkm's tools stand in for
+KMOD_VERSION = "30"
+KMOD_FEATURES = "+ZSTD +XZ -ZLIB +LIBCRYPTO -EXPERIMENTAL"
+
+
+class Fatal(SystemExit):
+    """Raised by Log.fatal after printing: the tool ends with status 1."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+
+
+def prio_name(prio: int) -> str:
+    return _PRIO_NAMES.get(prio, f"LOG-{prio:03d}")
+
+
+class Log:
+    """kmod's tools/log.c: ``<prog>: <PRIO>: msg`` on stderr, filtered by priority.
+
+    ``kmod_log`` says whether libkmod's own messages go through the tool's logger
+    (kmod's log_setup_kmod_log) or libkmod's default ``libkmod: <fn>: msg``.
+    """
+
+    def __init__(self, prog: str, priority: int = LOG_WARNING, *, use_syslog: bool = False,
+                 kmod_log: bool = False) -> None:
+        self.prog = prog
+        self.priority = priority
+        self.use_syslog = use_syslog
+        self.kmod_log = kmod_log
+        self.lib_priority = priority if kmod_log else _libkmod_priority()
+
+    def log(self, prio: int, msg: str) -> None:
+        """Print ``msg`` (a newline is added if missing) at priority ``prio``."""
+        if prio > self.priority:
+            return
+        if not msg.endswith("\n"):
+            msg += "\n"
+        if self.use_syslog:
+            import syslog
+
+            syslog.openlog(self.prog, syslog.LOG_CONS, syslog.LOG_DAEMON)
+            syslog.syslog(prio, f"{prio_name(prio)}: {msg}")
+        else:
+            write_err(f"{self.prog}: {prio_name(prio)}: {msg}")
+        if prio <= LOG_CRIT:
+            raise Fatal()
+
+    def fatal(self, msg: str) -> None:
+        self.log(LOG_CRIT, msg)
+
+    def error(self, msg: str) -> None:
+        self.log(LOG_ERR, msg)
+
+    def warning(self, msg: str) -> None:
+        self.log(LOG_WARNING, msg)
+
+    def notice(self, msg: str) -> None:
+        self.log(LOG_NOTICE, msg)
+
+    def info(self, msg: str) -> None:
+        self.log(LOG_INFO, msg)
+
+    def debug(self, msg: str) -> None:
+        self.log(LOG_DEBUG, msg)
+
+    def lib(self, prio: int, fn: str, msg: str) -> None:
+        """A libkmod message from function ``fn`` (default libkmod priority: ERR, or
+        $KMOD_LOG)."""
+        if prio > self.lib_priority:
+            return
+        if not msg.endswith("\n"):
+            msg += "\n"
+        if self.kmod_log:
+            if self.use_syslog:
+                import syslog
+
+                syslog.syslog(prio, f"{prio_name(prio)}: {msg}")
+            else:
+                write_err(f"{self.prog}: {prio_name(prio)}: {msg}")
+        else:
+            write_err(f"libkmod: {fn}: {msg}")
+
+
+def _libkmod_priority() -> int:
+    """libkmod's log priority: LOG_ERR unless $KMOD_LOG says otherwise."""
+    env = os.environ.get("KMOD_LOG")
+    if env is None:
+        return LOG_ERR
+    digits = len(env) - len(env.lstrip("+-0123456789"))
+    head, rest = env[:digits], env[digits:]
+    if head and (not rest or rest[0].isspace()):
+        try:
+            return int(head)
+        except ValueError:
+            return 0
+    for word, prio in (("err", LOG_ERR), ("info", LOG_INFO), ("debug", LOG_DEBUG)):
+        if env.startswith(word):
+            return prio
+    return 0
+
+
+def write_err(text: str) -> None:
+    """Write to stderr unbuffered, as C's stderr (bytes survive via surrogateescape)."""
+    with contextlib.suppress(BrokenPipeError, ValueError):
+        sys.stdout.flush()
+    data = text.encode("utf-8", "surrogateescape")
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        sys.stderr.write(text)
+        return
+    sys.stderr.flush()
+    while data:
+        try:
+            n = os.write(fd, data)
+        except BrokenPipeError:
+            return
+        data = data[n:]
+
+
+def print_version(out: Output | None = None) -> None:
+    """kmod's ``-V`` output (the version of kmod whose behaviour lkm reproduces)."""
+    text = f"kmod version {KMOD_VERSION}\n{KMOD_FEATURES}\n".encode()
+    if out is None:
+        write_out(text)
+    else:
+        out.write(text)
+
+
+def write_out(data: bytes) -> None:
+    """Write bytes to stdout through Python's buffer."""
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+
+
+class Output:
+    """Buffered bytes to stdout (like C's fully buffered stdout on a pipe)."""
+
+    def __init__(self, limit: int = 1 << 16) -> None:
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._limit = limit
+
+    def write(self, data: bytes) -> None:
+        self._parts.append(data)
+        self._size += len(data)
+        if self._size >= self._limit:
+            self.flush()
+
+    def text(self, s: str) -> None:
+        self.write(s.encode("utf-8", "surrogateescape"))
+
+    def flush(self) -> None:
+        if not self._parts:
+            return
+        data = b"".join(self._parts)
+        self._parts.clear()
+        self._size = 0
+        buf = sys.stdout.buffer
+        buf.write(data)
+        buf.flush()
+
+
+# --------------------------------------------------------------------------- getopt_long
+
+NO_ARGUMENT = 0
+REQUIRED_ARGUMENT = 1
+OPTIONAL_ARGUMENT = 2
+
+
+@dataclass(frozen=True)
+class LongOpt:
+    name: str
+    has_arg: int
+    key: str  # the short option letter (or any key) reported for it
+
+
+def getopt_long(prog: str, argv: Sequence[str], shortopts: str,
+                longopts: Sequence[LongOpt] = ()) -> tuple[list[tuple[str, str | None]], list[str]]:
+    """Parse ``argv`` (without argv[0]) like glibc's getopt_long.
+
+    Returns ([(key, argument or None)...], operands).  Options and operands may be
+    mixed (GNU permutation) unless ``shortopts`` starts with ``+`` or
+    $POSIXLY_CORRECT is set.  A bad option ends the list with ``("?", message)``
+    (glibc's message, no newline): like getopt, the options before it still count,
+    so the caller handles entries in order and prints the message on reaching it.
+    """
+    posix = shortopts.startswith("+") or "POSIXLY_CORRECT" in os.environ
+    shortopts = shortopts.lstrip("+-:")
+    short: dict[str, int] = {}
+    i = 0
+    while i < len(shortopts):
+        c = shortopts[i]
+        n = 0
+        while i + 1 + n < len(shortopts) and shortopts[i + 1 + n] == ":" and n < 2:
+            n += 1
+        short[c] = n
+        i += 1 + n
+    opts: list[tuple[str, str | None]] = []
+    operands: list[str] = []
+    args = list(argv)
+    k = 0
+    while k < len(args):
+        a = args[k]
+        k += 1
+        if a == "--":
+            operands.extend(args[k:])
+            break
+        if a.startswith("--"):
+            k = _long(prog, a, args, k, longopts, opts)
+            if opts and opts[-1][0] == "?":
+                break
+            continue
+        if not a.startswith("-") or a == "-":
+            operands.append(a)
+            if posix:
+                operands.extend(args[k:])
+                break
+            continue
+        j = 1
+        while j < len(a):
+            c = a[j]
+            j += 1
+            if c not in short or c == ":":
+                opts.append(("?", f"{prog}: invalid option -- '{c}'"))
+                return opts, operands
+            kind = short[c]
+            if kind == NO_ARGUMENT:
+                opts.append((c, None))
+                continue
+            if j < len(a):
+                opts.append((c, a[j:]))
+            elif kind == OPTIONAL_ARGUMENT:
+                opts.append((c, None))
+            elif k < len(args):
+                opts.append((c, args[k]))
+                k += 1
+            else:
+                opts.append(("?", f"{prog}: option requires an argument -- '{c}'"))
+                return opts, operands
+            break
+    return opts, operands
+
+
+def _long(prog: str, a: str, args: list[str], k: int, longopts: Sequence[LongOpt],
+          opts: list[tuple[str, str | None]]) -> int:
+    body = a[2:]
+    name, eq, value = body.partition("=")
+    exact = [o for o in longopts if o.name == name]
+    if exact:
+        opt = exact[0]
+    else:
+        cands = [o for o in longopts if o.name.startswith(name)] if name else []
+        if not cands:
+            opts.append(("?", f"{prog}: unrecognized option '--{body}'"))
+            return k
+        first = cands[0]
+        if any((o.has_arg, o.key) != (first.has_arg, first.key) for o in cands[1:]):
+            poss = "".join(f" '--{o.name}'" for o in cands)
+            opts.append(("?", f"{prog}: option '--{name}' is ambiguous; possibilities:{poss}"))
+            return k
+        opt = first
+    if eq:
+        if opt.has_arg == NO_ARGUMENT:
+            opts.append(("?", f"{prog}: option '--{opt.name}' doesn't allow an argument"))
+            return k
+        opts.append((opt.key, value))
+    elif opt.has_arg == REQUIRED_ARGUMENT:
+        if k >= len(args):
+            opts.append(("?", f"{prog}: option '--{opt.name}' requires an argument"))
+            return k
+        opts.append((opt.key, args[k]))
+        k += 1
+    else:
+        opts.append((opt.key, None))
+    return k
