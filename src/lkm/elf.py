@@ -11,6 +11,7 @@ from __future__ import annotations
 import mmap
 import struct
 import sys
+from array import array
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -43,6 +44,7 @@ MAX_SECTIONS = 1 << 20
 """Most section headers accepted (extended numbering allows 2**32)."""
 
 _NATIVE_LITTLE = sys.byteorder == "little"
+assert array("I").itemsize == 4 and array("H").itemsize == 2
 
 
 class Section:
@@ -99,6 +101,48 @@ class Relocation(NamedTuple):
 
 def _decode(b: bytes) -> str:
     return b.decode("utf-8", "surrogateescape")
+
+
+class _SymColumns:
+    """A symbol table split into columns with C-level slicing (no per-symbol unpacking)."""
+
+    __slots__ = ("entsize", "info_off", "names", "shndx_bytes", "strtab", "tab", "text")
+
+    def __init__(self, elf: ElfFile, tab: memoryview, strtab: memoryview | bytes,
+                 count: int) -> None:
+        self.tab = tab
+        self.entsize = es = elf._sym.size
+        self.info_off = 4 if elf.elfclass == 64 else 12
+        shndx_off = 6 if elf.elfclass == 64 else 14
+        swap = elf.little_endian != _NATIVE_LITTLE
+        words = array("I")
+        words.frombytes(tab)
+        if swap:
+            words.byteswap()
+        self.names = words[0::es // 4].tolist()
+        halves = array("H")
+        halves.frombytes(tab)
+        if swap:
+            halves.byteswap()
+        # little-endian u16 per symbol: a zero entry is an aligned b"\0\0"
+        self.shndx_bytes = halves[shndx_off // 2::es // 2].tobytes()
+        self.strtab = st = bytes(strtab)
+        self.text = st.decode("ascii") if st.isascii() else None
+
+    def name(self, i: int) -> str:
+        """Name of symbol ``i``."""
+        off = self.names[i]
+        text = self.text
+        if text is not None:
+            end = text.find("\0", off)
+            if off < len(text):
+                return text[off:end] if end >= 0 else text[off:]
+        st = self.strtab
+        if off >= len(st):
+            raise ElfError(f"symbol {i}: name offset {off:#x} is outside the string table "
+                           f"({len(st):#x} bytes)")
+        end = st.find(b"\0", off)
+        return _decode(st[off:end if end >= 0 else len(st)])
 
 
 class ElfFile:
@@ -179,9 +223,11 @@ class ElfFile:
             raise ElfError(f"section name table (section {shstrndx}) is not NUL-terminated")
         self._shstrtab = bytes(shstr)
         self._names: list[str] | None = None
-        self._by_name: dict[str, int] | None = None
+        self._by_name: dict[str, int | None] | None = None
+        self._first_by_name_offset: dict[int, int] | None = None
         self._sections: list[Section] | None = None
         self._symtab: int | bool | None = False  # False = not looked up yet
+        self._cols: _SymColumns | bool | None = False
 
     # -- sections -------------------------------------------------------------------------
 
@@ -209,6 +255,8 @@ class ElfFile:
         """Names of all sections, by index (index 0 included)."""
         if self._names is None:
             st = self._shstrtab
+            text = st.decode("utf-8", "surrogateescape") if not st.isascii() else st.decode()
+            ascii_ = len(text) == len(st)
             end = len(st)
             names = []
             for i, h in enumerate(self._hdrs):
@@ -216,7 +264,10 @@ class ElfFile:
                 if off >= end:
                     raise ElfError(f"section {i}: name offset {off:#x} is outside the section "
                                    f"name table ({end:#x} bytes)")
-                names.append(_decode(st[off:st.index(b"\0", off)]))
+                if ascii_:
+                    names.append(text[off:text.index("\0", off)])
+                else:
+                    names.append(_decode(st[off:st.index(b"\0", off)]))
             self._names = names
         return self._names
 
@@ -230,14 +281,36 @@ class ElfFile:
         return self._sections
 
     def section_index(self, name: str) -> int | None:
-        """Index of the first section called ``name`` (index 0 never matches), or None."""
-        if self._by_name is None:
-            by: dict[str, int] = {}
-            for i, nm in enumerate(self.section_names()):
-                if i and nm not in by:
-                    by[nm] = i
-            self._by_name = by
-        return self._by_name.get(name)
+        """Index of the first section called ``name`` (index 0 never matches), or None.
+
+        Looks the name up in the section name table without decoding every name;
+        sections whose name offset is out of range never match (as in kmod).
+        """
+        by = self._by_name
+        if by is None:
+            by = self._by_name = {}
+        elif name in by:
+            return by[name]
+        key = name.encode("utf-8", "surrogateescape") + b"\0"
+        st = self._shstrtab
+        pos = st.find(key)
+        found: int | None = None
+        if pos >= 0:
+            first = self._first_by_name_offset
+            if first is None:
+                n = len(self._hdrs)
+                first = self._first_by_name_offset = dict(
+                    zip([h[0] for h in reversed(self._hdrs)], range(n - 1, -1, -1), strict=True))
+            while pos >= 0:
+                i = first.get(pos)
+                if i and (found is None or i < found):
+                    found = i
+                pos = st.find(key, pos + 1)
+            if found is None and not name:
+                found = next((i for i, h in enumerate(self._hdrs) if i and h[0] < len(st)
+                              and st[h[0]] == 0), None)
+        by[name] = found
+        return found
 
     def section(self, name: str) -> Section | None:
         """The first section called ``name``, or None."""
@@ -316,26 +389,40 @@ class ElfFile:
                               info >> 4, info & 0xF, other, shndx))
         return out
 
-    def _name_at(self, st: bytes, off: int, i: int) -> bytes:
-        if off >= len(st):
-            raise ElfError(f"symbol {i}: name offset {off:#x} is outside the string table "
-                           f"({len(st):#x} bytes)")
-        nul = st.find(b"\0", off)
-        return st[off:nul if nul >= 0 else len(st)]
+    def _columns(self) -> _SymColumns | None:
+        """The symtab as columns (st_name, st_shndx) plus its string table, built once."""
+        if self._cols is False:
+            parts = self._symtab_parts()
+            self._cols = None if parts is None else _SymColumns(self, *parts)
+        assert self._cols is not True
+        return self._cols
 
     def undefined_symbols_with_bind(self) -> list[tuple[str, int]]:
         """(name, bind) of every SHN_UNDEF symbol in table order; the null symbol and
         empty names are left out (as kmod's depmod does)."""
-        rows, strtab = self._symbols_raw()
-        if not rows:
+        cols = self._columns()
+        if cols is None:
             return []
-        st = bytes(strtab)
+        shndx = cols.shndx_bytes
+        tab, es, io = cols.tab, cols.entsize, cols.info_off
+        names, text = cols.names, cols.text
+        limit = len(cols.strtab)
         out = []
-        for i, r in enumerate(rows):
-            if r[3] == SHN_UNDEF and i:
-                name = self._name_at(st, r[0], i)
-                if name:
-                    out.append((_decode(name), r[1] >> 4))
+        pos = shndx.find(b"\0\0", 2)  # skip the null symbol
+        while pos >= 0:
+            if pos & 1:  # straddles two entries
+                pos = shndx.find(b"\0\0", pos + 1)
+                continue
+            i = pos >> 1
+            off = names[i]
+            if text is not None and off < limit:
+                end = text.find("\0", off)
+                name = text[off:end] if end >= 0 else text[off:]
+            else:
+                name = cols.name(i)
+            if name:
+                out.append((name, tab[i * es + io] >> 4))
+            pos = shndx.find(b"\0\0", pos + 2)
         return out
 
     def undefined_symbols(self) -> list[str]:
@@ -343,18 +430,32 @@ class ElfFile:
         return [n for n, _ in self.undefined_symbols_with_bind()]
 
     def symbol_names_with_prefix(self, prefix: bytes) -> list[str]:
-        """Names of the symbols (index 1 on) starting with ``prefix``, in table order."""
-        rows, strtab = self._symbols_raw()
-        if not rows:
+        """Names of the symbols (index 1 on) starting with ``prefix``, in table order.
+
+        A symbol whose name offset is outside the string table raises ElfError.
+        """
+        cols = self._columns()
+        if cols is None:
             return []
-        st = bytes(strtab)
-        if not st.startswith(prefix) and st.find(b"\0" + prefix) < 0:
+        st = cols.strtab
+        starts = set()
+        pos = st.find(prefix)
+        while pos >= 0:
+            starts.add(pos)
+            pos = st.find(prefix, pos + 1)
+        if not starts:
             return []
-        out = []
-        for i, r in enumerate(rows):
-            if i and st.startswith(prefix, r[0]):
-                out.append(_decode(self._name_at(st, r[0], i)))
-        return out
+        names = cols.names
+        if max(names) >= len(st):
+            bad = next(i for i, off in enumerate(names) if off >= len(st))
+            raise ElfError(f"symbol {bad}: name offset {names[bad]:#x} is outside the string "
+                           f"table ({len(st):#x} bytes)")
+        return [cols.name(i) for i in [i for i, off in enumerate(names) if off in starts] if i]
+
+    def symbol_name_offsets_valid(self) -> bool:
+        """True when every symbol's name offset lies inside the string table."""
+        cols = self._columns()
+        return cols is None or not cols.names or max(cols.names) < len(cols.strtab)
 
     # -- relocations ----------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+import struct
 from functools import cached_property
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
@@ -145,10 +146,10 @@ class ModuleFile:
         if data is None:
             return []
         out = []
-        for s in bytes(data).split(b"\0"):
+        for s in _dec(data).split("\0"):
             if s:
-                k, _, v = s.partition(b"=")
-                out.append((_dec(k), _dec(v)))
+                k, _, v = s.partition("=")
+                out.append((k, v))
         return out
 
     def get(self, key: str) -> list[str]:
@@ -259,15 +260,17 @@ class ModuleFile:
             raise ElfError(f"__versions size {len(data):#x} is not a multiple of "
                            f"{MODVERSION_ENTRY_SIZE}")
         crclen = self.elf.pointer_size
-        order: Literal["little", "big"] = "little" if self.elf.little_endian else "big"
         raw = bytes(data)
-        out = []
-        for off in range(0, len(raw), MODVERSION_ENTRY_SIZE):
-            crc = int.from_bytes(raw[off:off + crclen], order)
-            end = raw.find(b"\0", off + crclen, off + MODVERSION_ENTRY_SIZE)
-            out.append((_dec(raw[off + crclen:end if end >= 0 else off + MODVERSION_ENTRY_SIZE]),
-                        crc))
-        return out
+        count = len(raw) // MODVERSION_ENTRY_SIZE
+        e = "<" if self.elf.little_endian else ">"
+        fmt = e + ("I60s" if crclen == 4 else "Q56s") * count
+        flat = struct.unpack(fmt, raw)
+        names = [n.split(b"\0", 1)[0] for n in flat[1::2]]
+        if b"".join(names).isascii():
+            texts = [n.decode("ascii") for n in names]
+        else:
+            texts = [_dec(n) for n in names]
+        return list(zip(texts, flat[0::2], strict=True))
 
     def export_names_for_depmod(self) -> list[str]:
         """kmod depmod's exports of a module: the ``__crc_`` symbols (prefix stripped) if there
