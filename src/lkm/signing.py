@@ -242,13 +242,18 @@ def strip_signature(content: bytes | memoryview) -> bytes | None:
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int | None = None) -> None:
-    """Write ``data`` to a temporary file beside ``path`` and rename it into place."""
+    """Write ``data`` to a temporary file beside ``path`` and rename it into place.
+
+    The file keeps the mode of the one it replaces; a new file gets 0666 & ~umask.
+    """
     p = Path(path)
     if mode is None:
         try:
             mode = p.stat().st_mode & 0o7777
         except OSError:
-            mode = 0o644
+            umask = os.umask(0o22)
+            os.umask(umask)
+            mode = 0o666 & ~umask
     tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
