@@ -133,6 +133,9 @@ def _gunzip(view: memoryview, limit: int) -> bytes:
 
 def _unxz(view: memoryview, limit: int) -> bytes:
     """xz, the first stream only (as kmod's liblzma decoder without LZMA_CONCATENATED)."""
+    declared = _xz_declared_size(view)
+    if declared is not None and declared > limit:
+        raise _too_big("xz", limit)
     out = bytearray()
     d = lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=XZ_MEMLIMIT)
 
@@ -146,6 +149,52 @@ def _unxz(view: memoryview, limit: int) -> bytes:
     if not d.eof:
         raise CompressionError("xz: unexpected end of input (truncated stream)")
     return bytes(out)
+
+
+def _xz_varint(view: memoryview, pos: int, end: int) -> tuple[int, int]:
+    """A multibyte integer of the xz format: (value, next position)."""
+    value = 0
+    for shift in range(0, 63, 7):
+        if pos >= end:
+            raise ValueError("truncated")
+        b = view[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, pos
+    raise ValueError("too long")
+
+
+def _xz_declared_size(view: memoryview) -> int | None:
+    """The uncompressed size an xz file made of one stream declares in its index.
+
+    None when the file is not exactly one well-formed-looking stream (then the
+    decoder alone decides).  Used to refuse bombs before decoding anything.
+    """
+    n = len(view)
+    while n >= 4 and bytes(view[n - 4:n]) == b"\0\0\0\0":  # stream padding
+        n -= 4
+    if n < 24 or bytes(view[n - 2:n]) != b"YZ":
+        return None
+    index_size = (int.from_bytes(view[n - 8:n - 4], "little") + 1) * 4
+    index_start = n - 12 - index_size
+    if index_start < 12 or view[index_start] != 0:
+        return None
+    try:
+        count, pos = _xz_varint(view, index_start + 1, n - 12)
+        if count > index_size // 2:
+            return None
+        blocks = total = 0
+        for _ in range(count):
+            unpadded, pos = _xz_varint(view, pos, n - 12)
+            size, pos = _xz_varint(view, pos, n - 12)
+            blocks += (unpadded + 3) & ~3
+            total += size
+    except ValueError:
+        return None
+    if 12 + blocks + index_size + 12 != n:
+        return None
+    return total
 
 
 def _unzstd(view: memoryview, limit: int) -> bytes:
