@@ -448,11 +448,24 @@ class VerifyStats:
 class _SignerInfo:
     by_skid: bool
     ident: bytes  # serial‖issuer or SKID
-    key_id: bytes
-    issuer_cn: str | None
+    key_id: bytes  # serial magnitude (as kmod prints it) or SKID
+    issuer: bytes | None  # DER of the issuer Name
     digest_oid: str
     sig_oid: str
     signature: bytes
+
+    @property
+    def issuer_cn(self) -> str | None:
+        if self.issuer is None:
+            return None
+        from asn1crypto import x509
+
+        from lkm.signature import _issuer_cn
+
+        try:
+            return _issuer_cn(x509.Name.load(self.issuer))
+        except Exception:
+            return None
 
 
 def verify_module(content: bytes | memoryview | mmap.mmap, keyring: Keyring,
@@ -477,13 +490,16 @@ def verify_module(content: bytes | memoryview | mmap.mmap, keyring: Keyring,
     raw = bytes(content[body:body + sig_len])
     t0 = time.perf_counter()
     try:
-        si, data_present, have_authattrs, content_type = _parse_pkcs7(raw)
+        parsed = _parse_pkcs7_fast(raw)
+        if parsed is None:
+            parsed = _parse_pkcs7(raw)
+        si, data_present, have_authattrs, content_type = parsed
     except _Reject as r:
         return _verdict(r.err, r.reason)
     finally:
         if stats is not None:
             stats.parse += time.perf_counter() - t0
-    info: dict[str, Any] = {"key_id": si.key_id, "signer": si.issuer_cn}
+    info: dict[str, Any] = {"key_id": si.key_id, "signer": None}
     h = _HASH_BY_OID.get(si.digest_oid)
     info["hash_algo"] = h.name if h else _KNOWN_UNSUPPORTED_DIGESTS.get(si.digest_oid)
     if data_present:
@@ -497,6 +513,7 @@ def verify_module(content: bytes | memoryview | mmap.mmap, keyring: Keyring,
                         **info)
     key = keyring.find("skid" if si.by_skid else "id", si.ident)
     if key is None:
+        info["signer"] = si.issuer_cn
         return _verdict(errno.ENOKEY, "module with unavailable key", **info)
     info["signer"] = key.subject
     t1 = time.perf_counter()
@@ -516,6 +533,135 @@ class _Reject(Exception):
         super().__init__(reason)
         self.err = err
         self.reason = reason
+
+
+def _oid_der(dotted: str) -> bytes:
+    parts = [int(x) for x in dotted.split(".")]
+    out = bytearray()
+    for n in [parts[0] * 40 + parts[1], *parts[2:]]:
+        chunk = [n & 0x7F]
+        n >>= 7
+        while n:
+            chunk.append(0x80 | (n & 0x7F))
+            n >>= 7
+        out += bytes(reversed(chunk))
+    return bytes(out)
+
+
+_FAST_OIDS = {_oid_der(o): o for o in (
+    _OID_SIGNED_DATA, _OID_DATA, _OID_RSA, *_ECDSA_SIG_OIDS, *_HASH_BY_OID)}
+
+
+def _tlv(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """(tag, content start, content end) of the DER element at ``pos``; ValueError if
+    it is not a definite-length element within ``end``."""
+    if pos + 2 > end:
+        raise ValueError
+    tag = buf[pos]
+    n = buf[pos + 1]
+    pos += 2
+    if n & 0x80:
+        k = n & 0x7F
+        if k == 0 or k > 3 or pos + k > end:
+            raise ValueError
+        n = int.from_bytes(buf[pos:pos + k], "big")
+        pos += k
+    if pos + n > end:
+        raise ValueError
+    return tag, pos, pos + n
+
+
+def _parse_pkcs7_fast(raw: bytes) -> tuple[_SignerInfo, bool, bool, str] | None:
+    """The common shape (DER, one SignerInfo, OIDs we know) read without asn1crypto;
+    None for anything else, which _parse_pkcs7 then classifies."""
+    if len(raw) > 65535:
+        return None
+    try:
+        t, p, end = _tlv(raw, 0, len(raw))  # ContentInfo
+        if t != 0x30:
+            return None
+        t, a, b = _tlv(raw, p, end)
+        if t != 0x06 or _FAST_OIDS.get(raw[a:b]) != _OID_SIGNED_DATA:
+            return None
+        t, p, end = _tlv(raw, b, end)
+        if t != 0xA0:
+            return None
+        t, p, end = _tlv(raw, p, end)  # SignedData
+        if t != 0x30:
+            return None
+        t, a, b = _tlv(raw, p, end)
+        if t != 0x02 or b - a != 1 or raw[a] not in (1, 3):
+            return None
+        version = raw[a]
+        t, a, p = _tlv(raw, b, end)  # digestAlgorithms
+        if t != 0x31:
+            return None
+        t, a, p = _tlv(raw, p, end)  # encapContentInfo
+        if t != 0x30:
+            return None
+        t, oa, ob = _tlv(raw, a, p)
+        if t != 0x06 or _FAST_OIDS.get(raw[oa:ob]) != _OID_DATA or ob != p:
+            return None  # attached content or another type
+        t, a, b = _tlv(raw, p, end)
+        while t in (0xA0, 0xA1):  # certificates, crls
+            t, a, b = _tlv(raw, b, end)
+        if t != 0x31:
+            return None
+        t, p, se = _tlv(raw, a, b)  # the SignerInfo
+        if t != 0x30 or se != b:
+            return None  # more than one
+        t, a, p = _tlv(raw, p, se)
+        if t != 0x02 or p - a != 1 or raw[a] != version:
+            return None
+        t, a, q = _tlv(raw, p, se)
+        if version == 1:
+            if t != 0x30:
+                return None
+            t2, _na, nb = _tlv(raw, a, q)  # the issuer Name, header included
+            if t2 != 0x30:
+                return None
+            issuer = raw[a:nb]
+            t2, sa, sb = _tlv(raw, nb, q)
+            if t2 != 0x02 or sb != q or sb == sa:
+                return None
+            serial = raw[sa:sb]
+            mag = serial.lstrip(b"\0") if serial[0] < 0x80 else None
+            if mag is None:
+                return None  # negative serial: leave it to the slow path
+            si_ident, key_id, by_skid = serial + issuer, mag, False
+        else:
+            if t != 0x80:
+                return None
+            skid = raw[a:q]
+            si_ident, key_id, by_skid, issuer = skid, skid, True, None
+        t, a, p = _tlv(raw, q, se)  # digestAlgorithm
+        if t != 0x30:
+            return None
+        t, oa, ob = _tlv(raw, a, p)
+        digest_oid = _FAST_OIDS.get(raw[oa:ob]) if t == 0x06 else None
+        if digest_oid not in _HASH_BY_OID:
+            return None
+        t, a, b = _tlv(raw, p, se)
+        if t == 0xA0:  # authenticated attributes
+            return None
+        if t != 0x30:
+            return None
+        t, oa, ob = _tlv(raw, a, b)
+        sig_oid = _FAST_OIDS.get(raw[oa:ob]) if t == 0x06 else None
+        if sig_oid is None or sig_oid in _HASH_BY_OID or sig_oid == _OID_DATA:
+            return None
+        t, a, c = _tlv(raw, b, se)
+        if t != 0x04:
+            return None
+        if c != se:
+            t, _x, _y = _tlv(raw, c, se)
+            if t != 0xA1:
+                return None
+    except (ValueError, IndexError):
+        return None
+    assert digest_oid is not None
+    si = _SignerInfo(by_skid, si_ident, key_id, issuer, digest_oid, sig_oid, raw[a:c])
+    return si, False, False, _OID_DATA
 
 
 def _parse_pkcs7(raw: bytes) -> tuple[_SignerInfo, bool, bool, str]:
@@ -572,15 +718,11 @@ def _parse_pkcs7(raw: bytes) -> tuple[_SignerInfo, bool, bool, str]:
                 ias = sid.chosen
                 serial = ias["serial_number"]
                 serial_bytes = bytes(serial.contents or b"")
-                issuer = ias["issuer"]
-                from lkm.signature import _issuer_cn
-
+                issuer = ias["issuer"].dump()
                 n = abs(int(serial.native))
                 parsed.append(_SignerInfo(
-                    False, serial_bytes + issuer.dump(), n.to_bytes((n.bit_length() + 7) // 8,
-                                                                    "big"),
-                    _issuer_cn(issuer), digest_oid, sig_oid,
-                    bytes(si["signature"].contents or b"")))
+                    False, serial_bytes + issuer, n.to_bytes((n.bit_length() + 7) // 8, "big"),
+                    issuer, digest_oid, sig_oid, bytes(si["signature"].contents or b"")))
             authattrs.append(bool(si["signed_attrs"].contents))
     except _Reject:
         raise
