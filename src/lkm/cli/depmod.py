@@ -1,0 +1,228 @@
+"""``lkm depmod``: kmod 30's depmod (options, messages, exit statuses), plus ``-o DIR``
+(kmod 31's output directory) and ``--index-layout preorder`` (kmod 34's index layout)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from lkm.cli._common import (
+    LOG_WARNING,
+    NO_ARGUMENT,
+    REQUIRED_ARGUMENT,
+    Fatal,
+    Log,
+    LongOpt,
+    getopt_long,
+    print_version,
+)
+
+SHORTOPTS = "aAb:o:C:E:F:euqrvnP:wmVh"
+LONGOPTS = (
+    LongOpt("all", NO_ARGUMENT, "a"),
+    LongOpt("quick", NO_ARGUMENT, "A"),
+    LongOpt("basedir", REQUIRED_ARGUMENT, "b"),
+    LongOpt("outdir", REQUIRED_ARGUMENT, "o"),
+    LongOpt("config", REQUIRED_ARGUMENT, "C"),
+    LongOpt("symvers", REQUIRED_ARGUMENT, "E"),
+    LongOpt("filesyms", REQUIRED_ARGUMENT, "F"),
+    LongOpt("errsyms", NO_ARGUMENT, "e"),
+    LongOpt("unresolved-error", NO_ARGUMENT, "--unresolved-error"),
+    LongOpt("quiet", NO_ARGUMENT, "--quiet"),
+    LongOpt("root", NO_ARGUMENT, "--root"),
+    LongOpt("verbose", NO_ARGUMENT, "v"),
+    LongOpt("show", NO_ARGUMENT, "n"),
+    LongOpt("dry-run", NO_ARGUMENT, "n"),
+    LongOpt("symbol-prefix", REQUIRED_ARGUMENT, "P"),
+    LongOpt("warn", NO_ARGUMENT, "w"),
+    LongOpt("map", NO_ARGUMENT, "--map"),
+    LongOpt("index-layout", REQUIRED_ARGUMENT, "--index-layout"),
+    LongOpt("version", NO_ARGUMENT, "V"),
+    LongOpt("help", NO_ARGUMENT, "h"),
+)
+
+HELP = """\
+Usage:
+\t{prog} -[aA] [options] [forced_version]
+
+If no arguments (except options) are given, "depmod -a" is assumed
+
+depmod will output a dependency list suitable for the modprobe utility.
+
+Options:
+\t-a, --all            Probe all modules
+\t-A, --quick          Only does the work if there's a new module
+\t-e, --errsyms        Report not supplied symbols
+\t-n, --show           Write the dependency file on stdout only
+\t-P, --symbol-prefix  Architecture symbol prefix
+\t-C, --config=PATH    Read configuration from PATH
+\t-v, --verbose        Enable verbose mode
+\t-w, --warn           Warn on duplicates
+\t-V, --version        show version
+\t-h, --help           show this help
+
+The following options are useful for people managing distributions:
+\t-b, --basedir=DIR    Use an image of a module tree.
+\t-o, --outdir=DIR     Output directory for generated files.
+\t-F, --filesyms=FILE  Use the file instead of the
+\t                     current kernel symbols.
+\t-E, --symvers=FILE   Use Module.symvers file to check
+\t                     symbol versions.
+\t    --index-layout=postorder|preorder
+\t                     Binary index layout: kmod 30's post-order (default)
+\t                     or kmod 34's pre-order.
+"""
+
+
+def main(prog: str, argv: list[str]) -> int:
+    log = Log(prog, LOG_WARNING, kmod_log=True)
+    try:
+        return _run(prog, argv, log)
+    except Fatal:
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(prog: str, argv: list[str], log: Log) -> int:
+    from lkm import depmod as dm
+
+    opts, operands = getopt_long(prog, argv, SHORTOPTS, LONGOPTS)
+    all_ = maybe_all = False
+    root: str | None = None
+    out_root: str | None = None
+    config_paths: list[str] = []
+    symvers = system_map = None
+    check_symvers = print_unknown = warn_dups = show = False
+    verbose = LOG_WARNING
+    sym_prefix = ""
+    layout: dm.Layout = "postorder"
+    for key, arg in opts:
+        if key == "a":
+            all_ = True
+        elif key == "A":
+            maybe_all = True
+        elif key == "b":
+            assert arg is not None
+            root = dm.make_absolute(arg)
+        elif key == "o":
+            assert arg is not None
+            out_root = dm.make_absolute(arg)
+        elif key == "C":
+            assert arg is not None
+            config_paths.append(arg)
+        elif key == "E":
+            symvers = arg
+            check_symvers = True
+        elif key == "F":
+            system_map = arg
+        elif key == "e":
+            print_unknown = True
+        elif key == "v":
+            verbose += 1
+        elif key == "n":
+            show = True
+        elif key == "P":
+            assert arg is not None
+            if len(arg) > 1:
+                log.fatal("-P only takes a single char")
+            sym_prefix = arg
+        elif key == "w":
+            warn_dups = True
+        elif key in ("u", "q", "r", "m"):
+            log.warning(f"Ignored deprecated option -{key}")
+        elif key.startswith("--") and key != "--index-layout":
+            log.warning(f"Ignored deprecated option {key}")
+        elif key == "--index-layout":
+            if arg not in ("postorder", "preorder"):
+                log.fatal(f"unknown index layout '{arg}' (use postorder or preorder)")
+            layout = "preorder" if arg == "preorder" else "postorder"
+        elif key == "h":
+            sys.stdout.write(HELP.format(prog=prog))
+            return 0
+        elif key == "V":
+            print_version()
+            return 0
+        elif key == "?":
+            sys.stdout.flush()
+            sys.stderr.write((arg or "") + "\n")
+            return 1
+
+    if operands:
+        if not dm.is_version_number(operands[0]):
+            log.error(f"Bad version passed {operands[0]}")
+            return 1
+        kversion = operands[0]
+        paths = operands[1:]
+    else:
+        kversion = dm.default_kversion()
+        paths = []
+    dirname = f"{root or ''}/lib/modules/{kversion}"
+    outdirname = f"{out_root or root or ''}/lib/modules/{kversion}"
+    if not paths:
+        all_ = True
+
+    if maybe_all:
+        if show:
+            return 0
+        if dm.depfile_up_to_date(dirname, log.log) == 1:
+            return 0
+        all_ = True
+
+    log.priority = verbose
+
+    def show_line(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    d = dm.Depmod(dirname, kversion, sym_prefix=sym_prefix, check_symvers=check_symvers,
+                  print_unknown=print_unknown, warn_dups=warn_dups,
+                  verbose=verbose > LOG_WARNING, log=log.log, show=show_line)
+    try:
+        if symvers is not None:
+            try:
+                d.load_symvers(symvers)
+            except OSError as e:
+                log.fatal(f"could not load {symvers}: {e.strerror}")
+        elif system_map is not None:
+            try:
+                d.load_system_map(system_map)
+            except OSError as e:
+                log.fatal(f"could not load {system_map}: {e.strerror}")
+        elif print_unknown:
+            log.warning("-e needs -E or -F")
+            d.print_unknown = False
+
+        if all_:
+            d.cfg = dm.load_config(kversion, config_paths or None, log.log)
+            try:
+                d.search()
+            except dm.DepmodError as e:
+                log.log(e.priority, str(e))
+                log.fatal(f"could not search modules: {_reason(e)}")
+        else:
+            d.add_paths(paths)
+        d.build_array()
+        d.load()
+        if show:
+            out = sys.stdout.buffer
+            for chunk in d.show_text():
+                out.write(chunk)
+            out.flush()
+            return 0
+        d.write(outdirname, layout, create=out_root is not None)
+    except dm.DependencyCycleError:
+        return 1
+    except dm.DepmodError as e:
+        log.log(e.priority, str(e))
+        return 1
+    return 0
+
+
+def _reason(e: Exception) -> str:
+    text = str(e).rstrip("\n")
+    return text.rsplit(": ", 1)[-1]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(os.path.basename(sys.argv[0]), sys.argv[1:]))
