@@ -83,3 +83,31 @@ KMOD = {name: f"/sbin/{name}" if name in ("depmod", "modprobe", "insmod", "rmmod
                                           "lsmod") else name
         for name in ("depmod", "modprobe", "insmod", "rmmod", "modinfo", "lsmod")}
 LKM = str(ROOT / ".venv" / "bin" / "lkm") if (ROOT / ".venv" / "bin" / "lkm").exists() else "lkm"
+
+
+# --- test modules built with Kbuild (tests/kbuild.py, tests/modules/README) ---
+
+def _built_modules(tree: Tree) -> dict[str, Path]:
+    from kbuild import build_modules, headers_dir
+
+    if headers_dir(tree.release) is None:
+        pytest.skip(f"no linux-headers for {tree.release} (run scripts/install-system)")
+    return build_modules(tree.release)
+
+
+@pytest.fixture(scope="session")
+def test_modules_61(tree61: Tree) -> dict[str, Path]:
+    """The test modules built for the 6.1 tree: name -> .ko path."""
+    return _built_modules(tree61)
+
+
+@pytest.fixture(scope="session")
+def test_modules_612(tree612: Tree) -> dict[str, Path]:
+    """The test modules built for the 6.12 tree: name -> .ko path."""
+    return _built_modules(tree612)
+
+
+@pytest.fixture(scope="session")
+def test_modules(tree: Tree) -> dict[str, Path]:
+    """The test modules built for `tree` (parametrised like `tree`)."""
+    return _built_modules(tree)
