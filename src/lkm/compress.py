@@ -203,6 +203,8 @@ def _unzstd(view: memoryview, limit: int) -> bytes:
 
     import zstandard
 
+    if not view:
+        raise CompressionError("zstd: unexpected end of input (empty stream)")
     declared = _zstd_walk(view)
     if declared is not None and declared > limit:
         raise _too_big("zstd", limit)
