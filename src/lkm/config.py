@@ -4,16 +4,29 @@ kmod merges ``*.conf`` files of several directories: the list is sorted by
 basename, and when two directories hold the same basename the first directory
 (in search order) wins.  Dot-files, sub-directories and other suffixes are
 ignored.  A path given directly (``-C file``) is read as is.
+
+modprobe.d (:class:`ModprobeConfig`) follows libkmod 30: ``*.conf`` and
+``*.alias`` files, ``<moddir>/modules.softdep`` sorted among them, lines read
+with backslash continuation, then the kernel command line (``mod.param=value``,
+``modprobe.blacklist=a,b``).  Text is handled as ``str`` decoded from UTF-8 with
+``surrogateescape``, so every byte survives to the output.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+import stat
+from collections.abc import Iterable, Iterator, Sequence
 
 MODPROBE_DIRS = ("/etc/modprobe.d", "/run/modprobe.d", "/usr/local/lib/modprobe.d",
                  "/lib/modprobe.d")
 DEPMOD_DIRS = ("/etc/depmod.d", "/run/depmod.d", "/usr/local/lib/depmod.d", "/lib/depmod.d")
+
+# the kernel's COMMAND_LINE_SIZE as libkmod reads /proc/cmdline (KCMD_LINE_SIZE)
+KCMD_LINE_SIZE = 4096
+
+# syslog priorities, as libkmod and the kmod tools use them
+LOG_EMERG, LOG_ALERT, LOG_CRIT, LOG_ERR, LOG_WARNING, LOG_NOTICE, LOG_INFO, LOG_DEBUG = range(8)
 
 
 def config_files(paths: Iterable[str], suffix: str = ".conf") -> list[str]:
@@ -56,3 +69,522 @@ def logical_lines(text: str) -> Iterable[tuple[int, str]]:
         pending = ""
     if pending:
         yield lineno, pending
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _dec(b: bytes) -> str:
+    return b.decode("utf-8", "surrogateescape")
+
+
+def wrapped_lines(data: bytes) -> Iterator[tuple[int, str]]:
+    """libkmod's ``freadline_wrapped``: (line number, line) for each logical line.
+
+    A backslash joins the next physical line when it ends one, and otherwise is
+    dropped before the byte it precedes (a backslash at end of file becomes a
+    0xff byte, as getc's EOF stored in a char).  A line is cut at a NUL byte,
+    as the C string it becomes.  The number is that of the last physical line.
+    """
+    linenum = 0
+    i, n = 0, len(data)
+    while i < n:
+        buf = bytearray()
+        phys = 0
+        while True:
+            j = i
+            # fast path: copy up to the next newline or backslash
+            while j < n and data[j] != 0x0A and data[j] != 0x5C:
+                j += 1
+            buf += data[i:j]
+            if j >= n:  # EOF after some bytes (i < n held at line start)
+                i = j
+                phys += 1
+                break
+            if data[j] == 0x0A:
+                i = j + 1
+                phys += 1
+                break
+            # backslash
+            if j + 1 < n and data[j + 1] == 0x0A:
+                phys += 1
+                i = j + 2
+                if i >= n:  # EOF right after a continuation: the line ends here
+                    if buf:
+                        phys += 1
+                        break
+                    linenum += phys
+                    return
+                continue
+            if j + 1 >= n:
+                buf.append(0xFF)
+                i = n
+                phys += 1
+                break
+            buf.append(data[j + 1])
+            i = j + 2
+        linenum += phys
+        nul = buf.find(0)
+        if nul >= 0:
+            del buf[nul:]
+        yield linenum, _dec(bytes(buf))
+
+
+def underscores(s: str | None) -> str | None:
+    """libkmod's ``underscores()`` (see :func:`lkm.moddb.underscores`); None if it fails."""
+    if s is None:
+        return None
+    if "[" not in s and "]" not in s:
+        return s.replace("-", "_")
+    from lkm.errors import InvalidAlias
+    from lkm.moddb import underscores as _underscores
+
+    try:
+        return _underscores(s)
+    except InvalidAlias:
+        return None
+
+
+def _strtok(s: str, pos: int) -> tuple[str | None, int]:
+    """glibc ``strtok_r(…, "\\t ")`` from ``pos``: (token, position after its delimiter)."""
+    n = len(s)
+    while pos < n and s[pos] in " \t":
+        pos += 1
+    if pos >= n:
+        return None, n
+    end = pos
+    while end < n and s[end] not in " \t":
+        end += 1
+    return s[pos:end], min(end + 1, n)
+
+
+def _rest(s: str, pos: int) -> str | None:
+    """``strtok_r(NULL, "\\0", …)``: the rest of the line verbatim, None if empty."""
+    return s[pos:] if pos < len(s) else None
+
+
+_CSPACE = " \t\n\v\f\r"
+_WILDCARDS = frozenset("*?[")
+
+
+def _is_pattern(s: str) -> bool:
+    return any(c in _WILDCARDS for c in s) or "\\" in s
+
+
+# --------------------------------------------------------------------------- softdep
+
+
+class Softdep:
+    """A ``softdep`` line: the module pattern, its pre and post dependencies.
+
+    ``tokens`` keeps every pre/post name in line order with its kind, because
+    ``modprobe -c`` prints the contiguous span from the first to the last of
+    each kind (libkmod's quirk: ``pre: a bpost: c``).
+    """
+
+    __slots__ = ("name", "post", "pre", "tokens")
+
+    def __init__(self, name: str, pre: tuple[str, ...], post: tuple[str, ...],
+                 tokens: tuple[tuple[bool, str], ...] = ()) -> None:
+        self.name = name
+        self.pre = pre
+        self.post = post
+        self.tokens = tokens
+
+    def __repr__(self) -> str:
+        return f"Softdep({self.name!r}, pre={self.pre!r}, post={self.post!r})"
+
+    @classmethod
+    def parse(cls, name: str, line: str) -> Softdep:
+        mode = 0  # 0 none, 1 pre, 2 post
+        tokens: list[tuple[bool, str]] = []
+        for tok in _csplit(line):
+            if tok == "pre:":
+                mode = 1
+            elif tok == "post:":
+                mode = 2
+            elif mode:
+                tokens.append((mode == 1, tok))
+        pre = tuple(t for is_pre, t in tokens if is_pre)
+        post = tuple(t for is_pre, t in tokens if not is_pre)
+        return cls(name, pre, post, tuple(tokens))
+
+    def plain(self) -> str:
+        """The value ``modprobe -c`` prints after the module name."""
+        out = ""
+        for want, label in ((True, "pre: "), (False, "post: ")):
+            idx = [i for i, (is_pre, _t) in enumerate(self.tokens) if is_pre == want]
+            if idx:
+                out += label + " ".join(t for _k, t in self.tokens[idx[0]:idx[-1] + 1])
+        return out
+
+
+def _csplit(s: str) -> list[str]:
+    """Split on C ``isspace`` characters."""
+    for c in "\t\n\v\f\r":
+        if c in s:
+            s = s.replace(c, " ")
+    return s.split()
+
+
+# --------------------------------------------------------------------------- config
+
+
+class ModprobeConfig:
+    """modprobe.d plus the kernel command line, as libkmod holds it (lists in reading order).
+
+    ``messages`` are the (priority, text) diagnostics libkmod logs while parsing
+    (bad lines, deprecated commands, sub-directories), to be shown by the tool.
+    """
+
+    def __init__(self) -> None:
+        self.aliases: list[tuple[str, str]] = []  # (pattern, modname)
+        self.blacklists: list[str] = []
+        self.options: list[tuple[str, str]] = []  # (modname, options)
+        self.install_commands: list[tuple[str, str]] = []  # (pattern, command)
+        self.remove_commands: list[tuple[str, str]] = []
+        self.softdeps: list[Softdep] = []
+        self.messages: list[tuple[int, str]] = []
+        self.files: list[str] = []
+        self._cache: dict[str, object] = {}
+
+    # -- reading ---------------------------------------------------------------
+
+    @classmethod
+    def load(cls, paths: Sequence[str] | None = None, dirname: str | None = None,
+             cmdline: str | None = None) -> ModprobeConfig:
+        """Read the configuration as ``kmod_new(dirname, paths)`` does.
+
+        ``paths`` defaults to :data:`MODPROBE_DIRS`; ``dirname`` is the module
+        directory whose ``modules.softdep`` is read among the files; ``cmdline``
+        is the kernel command line text (None: not read).
+        """
+        cfg = cls()
+        for fn in cfg.list_files(MODPROBE_DIRS if paths is None else paths, dirname):
+            try:
+                with open(fn, "rb") as f:
+                    data = f.read()
+            except OSError:
+                continue
+            cfg.files.append(fn)
+            cfg.parse(data, fn)
+        if cmdline is not None:
+            cfg.parse_kcmdline(cmdline)
+        return cfg
+
+    def list_files(self, paths: Iterable[str], dirname: str | None) -> list[str]:
+        """libkmod's conf_files_list: the files to read, sorted by name, first path wins."""
+        chosen: dict[str, str] = {}
+        if dirname is not None:
+            chosen["modules.softdep"] = os.path.join(dirname, "modules.softdep")
+        for path in paths:
+            try:
+                st = os.stat(path)
+            except (OSError, ValueError):
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                chosen.setdefault(os.path.basename(path), path)
+                continue
+            try:
+                names = os.listdir(path)
+            except OSError as e:
+                self.messages.append((LOG_ERR, f"opendir({path}): {e.strerror}\n"))
+                continue
+            for name in names:
+                if name.startswith(".") or len(name) < 6 or not (
+                        name.endswith(".conf") or name.endswith(".alias")):
+                    continue
+                full = f"{path}/{name}"
+                try:
+                    isdir = stat.S_ISDIR(os.stat(full).st_mode)
+                except OSError:
+                    isdir = False
+                if isdir:
+                    self.messages.append(
+                        (LOG_ERR, "Directories inside directories are not supported: "
+                                  f"{full}\n"))
+                    continue
+                chosen.setdefault(name, full)
+        return [chosen[name] for name in sorted(chosen, key=lambda s: s.encode(
+            "utf-8", "surrogateescape"))]
+
+    def parse(self, data: bytes, filename: str) -> None:
+        """Parse one modprobe.d file's bytes (libkmod's kmod_config_parse)."""
+        for linenum, line in wrapped_lines(data):
+            if not line or line[0] == "#":
+                continue
+            cmd, pos = _strtok(line, 0)
+            if cmd is None:
+                continue
+            ok = True
+            if cmd == "alias":
+                alias, pos = _strtok(line, pos)
+                modname, pos = _strtok(line, pos)
+                a, m = underscores(alias), underscores(modname)
+                if a is None or m is None:
+                    ok = False
+                else:
+                    self.aliases.append((a, m))
+            elif cmd == "blacklist":
+                modname, pos = _strtok(line, pos)
+                m = underscores(modname)
+                if m is None:
+                    ok = False
+                else:
+                    self.blacklists.append(m)
+            elif cmd in ("options", "install", "remove", "softdep"):
+                modname, pos = _strtok(line, pos)
+                rest = _rest(line, pos)
+                m = underscores(modname)
+                if m is None or rest is None:
+                    ok = False
+                elif cmd == "options":
+                    self.options.append((m, rest.replace("\t", " ")))
+                elif cmd == "install":
+                    self.install_commands.append((m, rest))
+                elif cmd == "remove":
+                    self.remove_commands.append((m, rest))
+                else:
+                    self.softdeps.append(Softdep.parse(m, rest))
+            elif cmd in ("include", "config"):
+                self.messages.append(
+                    (LOG_ERR, f"{filename}: command {cmd} is deprecated and not parsed anymore\n"))
+            else:
+                ok = False
+            if not ok:
+                self.messages.append(
+                    (LOG_ERR, f"{filename} line {linenum}: ignoring bad line starting with "
+                              f"'{cmd}'\n"))
+        self._cache.clear()
+
+    def parse_kcmdline(self, text: str) -> None:
+        """Add ``mod.param[=value]`` options and ``modprobe.blacklist=`` from a command line.
+
+        Follows libkmod's state machine: a quote may open an option (``"mod.p=v w"``)
+        or its value (``mod.p="v w"``); anything else ill-formed is skipped.
+        """
+        raw = text.encode("utf-8", "surrogateescape")[:KCMD_LINE_SIZE - 1]
+        nul = raw.find(b"\0")
+        if nul >= 0:
+            raw = raw[:nul]
+        buf = bytearray(raw) + b"\0"
+        ignore, s_modname, s_param, s_value, complete = range(5)
+        state = s_modname
+        quoted = False
+        quote_start = -1
+        modname = 0
+        param = value = -1
+        p = 0
+        running = True
+        while running:
+            c = buf[p]
+            if c == 0x22:  # '"'
+                quoted = not quoted
+                if quoted and state == s_modname and p == modname:
+                    quote_start = p
+                    modname = p + 1
+                elif state != s_value:
+                    state = ignore
+            elif c in b"\0 \n\t\v\f\r":
+                if c == 0:
+                    running = False
+                if quoted and state == s_value:
+                    pass
+                elif quoted:
+                    state = ignore
+                elif state in (s_value, s_param):
+                    buf[p] = 0
+                    state = complete
+                else:
+                    modname = p + 1
+                    state = s_modname
+                    quote_start = -1
+            elif c == 0x2E:  # '.'
+                if state == s_modname:
+                    buf[p] = 0
+                    param = p + 1
+                    state = s_param
+                elif state == s_param:
+                    state = ignore
+            elif c == 0x3D:  # '='
+                if state == s_param:
+                    value = p + 1
+                    state = s_value
+                elif state == s_modname:
+                    state = ignore
+            if state == complete:
+                if 0 <= quote_start < modname:
+                    buf[quote_start:value - 1] = buf[modname:value]
+                    value -= 1
+                    modname -= 1
+                    param -= 1
+                    buf[value] = 0x22
+                self._kcmdline_result(_cstr(buf, modname), _cstr(buf, param),
+                                      _cstr(buf, value) if value >= 0 else None)
+                modname = p + 1
+                state = s_modname
+                quote_start = -1
+            p += 1
+        self._cache.clear()
+
+    def _kcmdline_result(self, modname: str, param: str, value: str | None) -> None:
+        if modname == "modprobe" and param.startswith("blacklist="):
+            self.blacklists.extend((value or "").split(","))
+            return
+        m = underscores(modname)
+        if m is None:
+            self.messages.append(
+                (LOG_ERR, "Ignoring bad option on kernel command line while parsing module "
+                          f"name: '{modname}'\n"))
+        else:
+            self.options.append((m, param.replace("\t", " ")))
+
+    # -- queries (libkmod's per-module lookups) ----------------------------------
+
+    def _matcher(self, key: str, patterns: Iterable[str]) -> _FirstMatch:
+        m = self._cache.get(key)
+        if m is None:
+            m = self._cache[key] = _FirstMatch(patterns)
+        assert isinstance(m, _FirstMatch)
+        return m
+
+    def install_command(self, name: str) -> str | None:
+        """The first ``install`` command whose pattern matches ``name``."""
+        i = self._matcher("install", (p for p, _c in self.install_commands)).first(name)
+        return self.install_commands[i][1] if i >= 0 else None
+
+    def remove_command(self, name: str) -> str | None:
+        """The first ``remove`` command whose pattern matches ``name``."""
+        i = self._matcher("remove", (p for p, _c in self.remove_commands)).first(name)
+        return self.remove_commands[i][1] if i >= 0 else None
+
+    def softdep(self, name: str) -> Softdep | None:
+        """The first ``softdep`` whose pattern matches ``name`` (later ones are ignored)."""
+        i = self._matcher("softdep", (s.name for s in self.softdeps)).first(name)
+        return self.softdeps[i] if i >= 0 else None
+
+    def module_options(self, name: str, alias: str | None = None) -> str | None:
+        """Options for ``name`` (or the alias it was reached by), joined by spaces; None if none."""
+        byname = self._cache.get("options")
+        if byname is None:
+            d: dict[str, list[tuple[int, str]]] = {}
+            for i, (mod, opts) in enumerate(self.options):
+                if opts:
+                    d.setdefault(mod, []).append((i, opts))
+            self._cache["options"] = byname = d
+        assert isinstance(byname, dict)
+        found: list[tuple[int, str]] | None = byname.get(name)
+        if alias is not None and alias != name:
+            more = byname.get(alias)
+            if more:
+                found = sorted((found or []) + more)
+        if not found:
+            return None
+        if len(found) == 1:
+            return found[0][1]
+        return " ".join(o for _i, o in found)
+
+    def matching_aliases(self, name: str) -> list[tuple[str, str]]:
+        """(pattern, modname) of every config alias whose pattern fnmatches ``name``."""
+        m = self._matcher("alias", (a for a, _m in self.aliases))
+        return [self.aliases[i] for i in m.all(name)]
+
+    def is_blacklisted(self, name: str) -> bool:
+        return name in self.blacklists
+
+    def show(self) -> str:
+        """The configuration part of ``modprobe -c`` (before the index dumps)."""
+        out: list[str] = []
+        out.extend(f"blacklist {m}\n" for m in self.blacklists)
+        out.extend(f"install {m} {c}\n" for m, c in self.install_commands)
+        out.extend(f"remove {m} {c}\n" for m, c in self.remove_commands)
+        out.extend(f"alias {a} {m}\n" for a, m in self.aliases)
+        out.extend(f"options {m} {o}\n" for m, o in self.options)
+        out.extend(f"softdep {s.name} {s.plain()}\n" for s in self.softdeps)
+        return "".join(out)
+
+
+class _FirstMatch:
+    """fnmatch of many patterns against names: exact patterns by dict, the others by regex."""
+
+    __slots__ = ("exact", "wild")
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        self.exact: dict[str, list[int]] = {}
+        self.wild: list[tuple[int, bytes]] = []
+        for i, pat in enumerate(patterns):
+            if _is_pattern(pat):
+                self.wild.append((i, pat.encode("utf-8", "surrogateescape")))
+            else:
+                self.exact.setdefault(pat, []).append(i)
+
+    def first(self, name: str) -> int:
+        """Index of the first pattern matching ``name``, or -1."""
+        hit = self.exact.get(name)
+        best = hit[0] if hit else -1
+        if self.wild:
+            from lkm.index import fnmatch
+
+            bname = name.encode("utf-8", "surrogateescape")
+            for i, pat in self.wild:
+                if best >= 0 and i > best:
+                    break
+                if fnmatch(pat, bname):
+                    return i
+        return best
+
+    def all(self, name: str) -> list[int]:
+        """Indexes of every pattern matching ``name``, in order."""
+        hit = self.exact.get(name)
+        if not self.wild:
+            return hit or []
+        from lkm.index import fnmatch
+
+        bname = name.encode("utf-8", "surrogateescape")
+        found = [i for i, pat in self.wild if fnmatch(pat, bname)]
+        return sorted(found + hit) if hit else found
+
+
+def _cstr(buf: bytearray, start: int) -> str:
+    end = buf.find(0, start)
+    return _dec(bytes(buf[start:end if end >= 0 else len(buf)]))
+
+
+# --------------------------------------------------------------------------- MODPROBE_OPTIONS
+
+
+def split_modprobe_options(env: str) -> list[str]:
+    """Split $MODPROBE_OPTIONS into arguments as kmod's modprobe does.
+
+    Spaces separate arguments; a quoted argument loses its quotes (an argument
+    opening with a quote ends at the closing one), and a quote pair inside an
+    argument is removed.
+    """
+    s = list(env)
+    args: list[str] = []
+    start = 0
+    quote = -1
+    i = 0
+    end = len(s)
+    while i < end:
+        c = s[i]
+        if quote < 0:
+            if c == " ":
+                args.append("".join(s[start:i]))
+                start = i + 1
+            elif c in "\"'":
+                quote = i
+        elif c == s[quote]:
+            if quote == start:
+                args.append("".join(s[start + 1:i]))
+                start = i + 1
+            else:
+                del s[i]
+                del s[quote]
+                end -= 2
+                i -= 2
+            quote = -1
+        i += 1
+    if start < i:
+        args.append("".join(s[start:i]))
+    return args
