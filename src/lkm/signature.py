@@ -112,7 +112,8 @@ def split(content: bytes | memoryview) -> tuple[int, ModuleSignature | None]:
     raw = bytes(content[sig_start:start])
     body = sig_start - key_id_len - signer_len
     if id_type == PKEY_ID_PKCS7:
-        signer, key_id, hash_algo, signature, by_skid = _parse_pkcs7(raw)
+        fast = _parse_pkcs7_fast(raw)
+        signer, key_id, hash_algo, signature, by_skid = fast or _parse_pkcs7(raw)
     else:
         key_id = bytes(content[sig_start - key_id_len:sig_start])
         signer_raw = bytes(content[body:sig_start - key_id_len])
@@ -192,6 +193,146 @@ def _parse_pkcs7(raw: bytes) -> tuple[str, bytes, str, bytes, bool]:
     except Exception as e:  # asn1crypto raises ValueError, TypeError, KeyError... on bad DER
         raise SignatureError(f"malformed PKCS#7 message: {e}") from None
     return signer, key_id, hash_algo, signature, by_skid
+
+
+# --- fast path (added for modinfo/depmod speed): a direct DER walk of the usual shape of a
+# module signature; anything unusual returns None and asn1crypto decides.
+
+_SIGNED_DATA_DER = bytes.fromhex("2a864886f70d010702")  # 1.2.840.113549.1.7.2
+_CN_DER = bytes.fromhex("550403")  # 2.5.4.3
+_STRING_TAGS = frozenset((0x0C, 0x13, 0x14, 0x16, 0x1C, 0x1E))  # DirectoryString (+ IA5)
+
+
+def _der(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """(tag, content start, content end) of the DER element at ``pos`` (ValueError if bad)."""
+    if pos + 2 > end:
+        raise ValueError("truncated")
+    tag, n = buf[pos], buf[pos + 1]
+    if tag & 0x1F == 0x1F:
+        raise ValueError("high tag number")
+    pos += 2
+    if n & 0x80:
+        k = n & 0x7F
+        if k == 0 or k > 4 or pos + k > end:
+            raise ValueError("bad length")
+        n = int.from_bytes(buf[pos:pos + k], "big")
+        pos += k
+    if pos + n > end:
+        raise ValueError("element exceeds its container")
+    return tag, pos, pos + n
+
+
+def _oid_dotted(b: bytes) -> str:
+    if not b:
+        raise ValueError("empty OID")
+    first = b[0]
+    if first & 0x80:
+        raise ValueError("long first OID arc")
+    arcs = [min(first // 40, 2), first - 40 * min(first // 40, 2)]
+    v = 0
+    for c in b[1:]:
+        v = (v << 7) | (c & 0x7F)
+        if not c & 0x80:
+            arcs.append(v)
+            v = 0
+    return ".".join(map(str, arcs))
+
+
+def _parse_pkcs7_fast(raw: bytes) -> tuple[str, bytes, str, bytes, bool] | None:
+    """_parse_pkcs7 for a signer named by issuer and serial whose issuer has a commonName;
+    None for any other shape (the asn1crypto path then decides)."""
+    try:
+        t, s, e = _der(raw, 0, len(raw))  # ContentInfo
+        if t != 0x30:
+            return None
+        t, p, q = _der(raw, s, e)
+        if t != 0x06 or raw[p:q] != _SIGNED_DATA_DER:
+            return None
+        t, s, q = _der(raw, q, e)
+        if t != 0xA0 or q != e:
+            return None
+        t, s, e = _der(raw, s, q)  # SignedData
+        if t != 0x30 or e != q:
+            return None
+        pos = s
+        for want in (0x02, 0x31, 0x30):  # version, digestAlgorithms, contentInfo
+            t, p, pos = _der(raw, pos, e)
+            if t != want:
+                return None
+        t, p, q = _der(raw, pos, e)
+        while t in (0xA0, 0xA1):  # certificates, crls
+            t, p, q = _der(raw, q, e)
+        if t != 0x31 or p == q or q != e:  # signerInfos, the last field
+            return None
+        first = None
+        pos = p
+        while pos < q:
+            t, s, pos = _der(raw, pos, q)
+            if t != 0x30:
+                return None
+            first = first or (s, pos)
+        assert first is not None
+        s, e = first  # the first SignerInfo
+        t, p, q = _der(raw, s, e)  # version
+        if t != 0x02:
+            return None
+        t, p, sid_end = _der(raw, q, e)
+        if t != 0x30:
+            return None  # named by subjectKeyIdentifier
+        t, np_, nq = _der(raw, p, sid_end)  # issuer Name
+        if t != 0x30:
+            return None
+        signer = None
+        rdn = np_
+        while rdn < nq:
+            t, ap, rdn = _der(raw, rdn, nq)
+            if t != 0x31:
+                return None
+            while ap < rdn:
+                t, vp, ap = _der(raw, ap, rdn)
+                if t != 0x30:
+                    return None
+                t, op, oq = _der(raw, vp, ap)
+                if t != 0x06:
+                    return None
+                t, cp, cq = _der(raw, oq, ap)
+                if cq != ap:
+                    return None
+                if signer is None and raw[op:oq] == _CN_DER:
+                    if t not in _STRING_TAGS:
+                        return None
+                    signer = _c_string(raw[cp:cq])
+        if signer is None:
+            return None
+        t, sp, sq = _der(raw, nq, sid_end)  # serialNumber
+        if t != 0x02 or sq != sid_end or sp == sq:
+            return None
+        serial = abs(int.from_bytes(raw[sp:sq], "big", signed=True))
+        key_id = serial.to_bytes((serial.bit_length() + 7) // 8, "big")
+        t, p, q = _der(raw, sid_end, e)  # digestAlgorithm
+        if t != 0x30:
+            return None
+        t, op, oq = _der(raw, p, q)
+        if t != 0x06:
+            return None
+        hash_algo = HASH_OIDS.get(_oid_dotted(raw[op:oq]))
+        if hash_algo is None:
+            return None
+        t, p, q = _der(raw, q, e)
+        if t == 0xA0:  # authenticatedAttributes
+            t, p, q = _der(raw, q, e)
+        if t != 0x30:  # digestEncryptionAlgorithm
+            return None
+        t, p, q = _der(raw, q, e)
+        if t != 0x04:  # encryptedDigest
+            return None
+        if q != e:
+            t, _, end = _der(raw, q, e)  # unauthenticatedAttributes
+            if t != 0xA1 or end != e:
+                return None
+        return signer, key_id, hash_algo, raw[p:q], False
+    except ValueError:
+        return None
 
 
 def _issuer_cn(name: object) -> str:
