@@ -300,6 +300,44 @@ class Index:
         vals = self.lookup_all(key)
         return vals[0][1] if vals else None
 
+    def first_value(self, key: str) -> str | None:
+        """:meth:`lookup` in one tight loop (modprobe looks up thousands of names)."""
+        data, size, unpack = self._data, self._size, _U32.unpack_from
+        k = _enc(key)
+        word, i, n = self.root, 0, len(k)
+        while word & INDEX_NODE_MASK:
+            pos = word & INDEX_NODE_MASK
+            if pos < _HEADER.size or pos >= size:
+                raise self._bad("node offset out of range", pos)
+            if word & INDEX_NODE_PREFIX:
+                end = data.find(b"\0", pos)
+                if end < 0:
+                    raise self._bad("unterminated prefix", pos)
+                if k[i:i + end - pos] != data[pos:end]:
+                    return None
+                i += end - pos
+                pos = end + 1
+            if i == n:
+                if not word & INDEX_NODE_VALUES:
+                    return None
+                if word & INDEX_NODE_CHILDS:
+                    first, last, cpos = self._children(word, pos)
+                    pos = cpos + 4 * (last - first + 1)
+                vals = self._values(word, pos)
+                return _dec(vals[0][1]) if vals else None
+            if not word & INDEX_NODE_CHILDS:
+                return None
+            if pos + 2 > size:
+                raise self._bad("truncated child range", pos)
+            first, c = data[pos], k[i]
+            if c < first or c > data[pos + 1]:
+                return None
+            if pos + 6 + 4 * (c - first) > size:
+                raise self._bad("bad child range", pos)
+            (word,) = unpack(data, pos + 2 + 4 * (c - first))
+            i += 1
+        return None
+
     def lookup_all(self, key: str) -> list[tuple[int, str]]:
         """Every (priority, value) stored under exactly ``key``, in file order."""
         found = self._find(_enc(key))
