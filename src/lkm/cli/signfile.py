@@ -46,6 +46,8 @@ def main(prog: str, argv: list[str]) -> int:
     save_sig = sign_only or "p" in flags
     use_skid = "k" in flags
     hash_name, key_name, x509_name, module_name = args[:4]
+    if raw_sig:  # -s <raw sig> <hash algo> ...
+        key_name, hash_name = args[0], args[1]
     dest_name = args[4] if len(args) == 5 else module_name
 
     from lkm.errors import LkmError
