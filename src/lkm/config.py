@@ -233,7 +233,7 @@ def _csplit(s: str) -> list[str]:
 class ModprobeConfig:
     """modprobe.d plus the kernel command line, as libkmod holds it (lists in reading order).
 
-    ``messages`` are the (priority, text) diagnostics libkmod logs while parsing
+    ``messages`` are the (priority, function, text) diagnostics libkmod logs while parsing
     (bad lines, deprecated commands, sub-directories), to be shown by the tool.
     """
 
@@ -244,7 +244,7 @@ class ModprobeConfig:
         self.install_commands: list[tuple[str, str]] = []  # (pattern, command)
         self.remove_commands: list[tuple[str, str]] = []
         self.softdeps: list[Softdep] = []
-        self.messages: list[tuple[int, str]] = []
+        self.messages: list[tuple[int, str, str]] = []  # (priority, libkmod function, text)
         self.files: list[str] = []
         self._cache: dict[str, object] = {}
 
@@ -288,7 +288,8 @@ class ModprobeConfig:
             try:
                 names = os.listdir(path)
             except OSError as e:
-                self.messages.append((LOG_ERR, f"opendir({path}): {e.strerror}\n"))
+                self.messages.append(
+                    (LOG_ERR, "conf_files_list", f"opendir({path}): {e.strerror}\n"))
                 continue
             for name in names:
                 if name.startswith(".") or len(name) < 6 or not (
@@ -301,8 +302,8 @@ class ModprobeConfig:
                     isdir = False
                 if isdir:
                     self.messages.append(
-                        (LOG_ERR, "Directories inside directories are not supported: "
-                                  f"{full}\n"))
+                        (LOG_ERR, "conf_files_filter_out",
+                         f"Directories inside directories are not supported: {full}\n"))
                     continue
                 chosen.setdefault(name, full)
         return [chosen[name] for name in sorted(chosen, key=lambda s: s.encode(
@@ -348,13 +349,14 @@ class ModprobeConfig:
                     self.softdeps.append(Softdep.parse(m, rest))
             elif cmd in ("include", "config"):
                 self.messages.append(
-                    (LOG_ERR, f"{filename}: command {cmd} is deprecated and not parsed anymore\n"))
+                    (LOG_ERR, "kmod_config_parse",
+                     f"{filename}: command {cmd} is deprecated and not parsed anymore\n"))
             else:
                 ok = False
             if not ok:
                 self.messages.append(
-                    (LOG_ERR, f"{filename} line {linenum}: ignoring bad line starting with "
-                              f"'{cmd}'\n"))
+                    (LOG_ERR, "kmod_config_parse",
+                     f"{filename} line {linenum}: ignoring bad line starting with '{cmd}'\n"))
         self._cache.clear()
 
     def parse_kcmdline(self, text: str) -> None:
@@ -434,8 +436,9 @@ class ModprobeConfig:
         m = underscores(modname)
         if m is None:
             self.messages.append(
-                (LOG_ERR, "Ignoring bad option on kernel command line while parsing module "
-                          f"name: '{modname}'\n"))
+                (LOG_ERR, "kcmdline_parse_result",
+                 "Ignoring bad option on kernel command line while parsing module "
+                 f"name: '{modname}'\n"))
         else:
             self.options.append((m, param.replace("\t", " ")))
 

@@ -844,3 +844,12 @@ class Remover:
             self.note(f"Error running remove command for {mod.name}\n")
             return -rc if rc else -1
         return 0
+
+
+def running_kernel_context(kernel: KernelBackend, log: LogFn | None = None) -> Modprobe:
+    """The context of kmod's insmod, rmmod and lsmod: ``/lib/modules/<release>`` and no
+    modprobe.d (only that directory's modules.softdep and the kernel command line are
+    read; their diagnostics are in ``ctx.config.messages``)."""
+    dirname = f"/lib/modules/{kernel.release()}"
+    config = ModprobeConfig.load([], dirname, kernel.cmdline())
+    return Modprobe(ModuleDir(dirname), config, kernel, log)

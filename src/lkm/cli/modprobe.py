@@ -353,8 +353,8 @@ def _main(t: _Tool, argv: list[str]) -> int:
         dirname = f"/lib/modules/{kernel.release()}"
     dirname = make_absolute(dirname)
     config = ModprobeConfig.load(config_paths, dirname, kernel.cmdline())
-    for prio, msg in config.messages:
-        t.lib(prio, _config_fn(msg), msg)
+    for prio, fn, msg in config.messages:
+        t.lib(prio, fn, msg)
     # log_setup_kmod_log: from here libkmod speaks through the tool's logger
     t.log.priority = t.verbose
     t.log.kmod_log = True
@@ -380,16 +380,6 @@ def _main(t: _Tool, argv: list[str]) -> int:
                 err = r
         return 1 if err < 0 else 0
     return 1 if _insmod(t, ctx, args[0], options_from_array(args)) < 0 else 0
-
-
-def _config_fn(msg: str) -> str:
-    if msg.startswith("Directories inside"):
-        return "conf_files_filter_out"
-    if msg.startswith("Ignoring bad option on kernel"):
-        return "kcmdline_parse_result"
-    if msg.startswith("opendir("):
-        return "conf_files_list"
-    return "kmod_config_parse"
 
 
 def _strtoul(s: str) -> int:
