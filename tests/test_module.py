@@ -375,3 +375,29 @@ def test_real_module_spot_values(tree: Tree) -> None:
         assert m.signature_offset == len(m.content) - sig.trailer_len
         assert m.body == bytes(m.content[:m.signature_offset])
         assert m.elf.section(".modinfo") is not None
+
+
+@pytest.mark.trees
+def test_vmlinux_exports(tree: Tree) -> None:
+    """The linked kernel image's export table (no relocations, PREL32 offsets): its CRCs
+    match what modules recorded in __versions, its namespaces their import_ns."""
+    from lkm import kimage
+
+    m = ModuleFile.from_bytes(kimage.load_vmlinux(tree.vmlinuz))
+    assert m.elf.e_type == E.ET_EXEC
+    exports = {e.name: e for e in m.exports}
+    assert len(exports) > 10_000
+    assert not exports["printk" if "printk" in exports else "_printk"].gpl
+    assert sum(1 for e in exports.values() if e.namespace) > 50
+    checked = 0
+    for p in _sample(tree, 150):
+        with ModuleFile.open(p) as mod:
+            for sym, crc in mod.versions:
+                if sym in exports:
+                    assert exports[sym].crc == crc, (p, sym)
+                    checked += 1
+            nss = set(mod.import_ns)
+            for sym in mod.undefined_symbols:
+                if sym in exports and exports[sym].namespace:
+                    assert exports[sym].namespace in nss, (p, sym)
+    assert checked > 1000

@@ -13,7 +13,7 @@ import mmap
 import os
 import struct
 from functools import cached_property
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from lkm import compress
 from lkm.elf import (
@@ -370,21 +370,35 @@ class ModuleFile:
         entsize = 3 * field
         data = elf.section_data(idx)
         base = elf.section_header(idx)[3]
-        order: Literal["little", "big"] = "little" if elf.little_endian else "big"
+        fmt = ("<" if elf.little_endian else ">") + ("iii" if prel32 else
+                                                      "III" if field == 4 else "QQQ")
+        # names and namespaces normally all sit in __ksymtab_strings: decode it once
+        sidx = elf.section_index("__ksymtab_strings")
+        sbase, text = 0, ""
+        if sidx is not None:
+            sbase = elf.section_header(sidx)[3]
+            text = _dec(elf.section_data(sidx))
+
+        def string(addr: int) -> str | None:
+            o = addr - sbase
+            if 0 <= o < len(text):
+                end = text.find("\0", o)
+                return text[o:end] if end >= 0 else text[o:]
+            return self._string_at_address(addr)
+
         out = []
-        for off in range(0, len(data) - len(data) % entsize, entsize):
-            addrs = []
-            for k in (1, 2):
-                v = int.from_bytes(data[off + k * field:off + (k + 1) * field], order,
-                                   signed=prel32)
-                addrs.append(base + off + k * field + v if prel32 else v)
-            name = self._string_at_address(addrs[0])
+        whole = len(data) - len(data) % entsize
+        for n, (_value, name_ref, ns_ref) in enumerate(struct.iter_unpack(fmt, data[:whole])):
+            entry = base + n * entsize
+            name_addr = entry + field + name_ref if prel32 else name_ref
+            name = string(name_addr)
             if name is None:
-                raise ElfError(f"__ksymtab entry at {off:#x}: name address {addrs[0]:#x} "
-                               "is in no section")
-            ns = self._string_at_address(addrs[1]) if addrs[1] not in (0, base + off + 8) \
-                else ""
-            out.append((name, ns or ""))
+                raise ElfError(f"__ksymtab entry {n}: name address {name_addr:#x} is in no "
+                               "section")
+            ns = ""
+            if ns_ref:
+                ns = string(entry + 2 * field + ns_ref if prel32 else ns_ref) or ""
+            out.append((name, ns))
         return out
 
     def _string_at_address(self, addr: int) -> str | None:
