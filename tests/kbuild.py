@@ -8,7 +8,8 @@ repository) and built in two passes, see tests/modules/README:
    pass 1's Module.symvers (``SYMVERS_EDITS``); then ``RENAMES`` are applied to the .ko.
 
 A file lock serialises builders (pytest-xdist workers); a stamp file marks a finished
-build, so an interrupted one is redone.
+build, so an interrupted one is redone. Builds of other sources unused for 3 days are
+removed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -148,6 +150,16 @@ def _build(headers: Path, out: Path) -> dict[str, str]:
     return built
 
 
+def _prune(base: Path, keep: Path, days: float = 3) -> None:
+    """Remove builds of other sources not used for ``days`` (call with the lock held)."""
+    limit = time.time() - days * 86400
+    for d in base.iterdir():
+        if d.is_dir() and d != keep:
+            stamp = d / STAMP
+            if not stamp.is_file() or stamp.stat().st_mtime < limit:
+                shutil.rmtree(d, ignore_errors=True)
+
+
 def build_modules(release: str) -> dict[str, Path]:
     """Build (or reuse) the test modules for ``release``: module name -> .ko path."""
     headers = headers_dir(release)
@@ -165,4 +177,6 @@ def build_modules(release: str) -> dict[str, Path]:
                 tmp = out / (STAMP + ".tmp")
                 tmp.write_text(json.dumps(built, indent=1, sort_keys=True))
                 tmp.replace(stamp)
+                _prune(base, keep=out)
+    os.utime(stamp)
     return {name: out / rel for name, rel in json.loads(stamp.read_text()).items()}
