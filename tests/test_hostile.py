@@ -368,3 +368,18 @@ def test_compressed_file_on_disk(tmp_path: Path) -> None:
     p.write_bytes(compress.compress(b"not an elf", "zstd"))
     with pytest.raises(NotElfError):
         _ = ModuleFile.open(p).elf
+
+
+def test_special_files(tmp_path: Path) -> None:
+    """A FIFO does not block, a character device is read up to the limit, then refused."""
+    import os
+
+    fifo = tmp_path / "fifo.ko"
+    os.mkfifo(fifo)
+    assert compress.read_module(fifo) == (b"", None)
+    with pytest.raises(NotElfError):
+        _ = ModuleFile.open(fifo).elf
+    with pytest.raises(FormatError, match="exceeds the limit"):
+        compress.read_module("/dev/zero", limit=MiB)
+    with pytest.raises(IsADirectoryError):
+        compress.read_module(tmp_path)

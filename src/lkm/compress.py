@@ -10,11 +10,12 @@ import gzip
 import lzma
 import mmap
 import os
+import stat
 import zlib
 from collections.abc import Callable
 from typing import Any
 
-from lkm.errors import CompressionError
+from lkm.errors import CompressionError, FormatError
 
 Buffer = bytes | bytearray | memoryview | mmap.mmap
 
@@ -304,28 +305,45 @@ def read_module(path: str | os.PathLike[str], limit: int = MAX_MODULE_SIZE
                 ) -> tuple[bytes | mmap.mmap, str | None]:
     """The module's (decompressed) content and its compression name (None if uncompressed).
 
-    Uncompressed files are mapped read-only; empty or unmappable files are read.
-    OSError passes through (missing file, permission); bad streams raise CompressionError.
+    Uncompressed regular files are mapped read-only; empty, unmappable or special
+    files are read (never blocking, at most ``limit`` bytes).  OSError passes through
+    (missing file, permission); bad streams raise CompressionError, oversized files
+    FormatError.
     """
-    with open(path, "rb") as f:
-        head = f.read(6)
-        kind = detect(head)
-        if kind is None:
-            try:
-                size = os.fstat(f.fileno()).st_size
-                if size > 0:
-                    return mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ), None
-            except (OSError, ValueError, OverflowError):
-                pass
-            f.seek(0)
-            return _read_capped(f, limit), None
-        f.seek(0)
-        raw = f.read()
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode):
+            kind = detect(os.pread(fd, 6, 0))
+            if kind is None and st.st_size > limit:
+                raise FormatError(f"file exceeds the limit of {limit} bytes")
+            if kind is None and st.st_size > 0:
+                try:
+                    return mmap.mmap(fd, 0, prot=mmap.PROT_READ), None
+                except (OSError, ValueError, OverflowError):
+                    pass
+        raw = _read_capped(fd, limit)
+    finally:
+        os.close(fd)
+    kind = detect(raw)
+    if kind is None:
+        return raw, None
     return decompress(raw, kind, limit), kind
 
 
-def _read_capped(f: Any, limit: int) -> bytes:
-    data: bytes = f.read(limit + 1)
-    if len(data) > limit:
-        raise CompressionError(f"file exceeds the limit of {limit} bytes")
-    return data
+def _read_capped(fd: int, limit: int) -> bytes:
+    """Read to end of file (or until a special file has nothing ready), at most ``limit``."""
+    chunks = []
+    total = 0
+    while True:
+        try:
+            chunk = os.read(fd, min(_CHUNK, limit + 1 - total))
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > limit:
+            raise FormatError(f"file exceeds the limit of {limit} bytes")
+    return b"".join(chunks)
