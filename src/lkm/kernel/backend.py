@@ -96,6 +96,11 @@ class KernelBackend(ABC):
     def release(self) -> str:
         """The kernel release (``uname -r``)."""
 
+    def module_dir(self) -> str | None:
+        """The module directory this kernel's modules come from, when it is not
+        ``/lib/modules/<release>`` (a virtual kernel's tree); None for the default."""
+        return None
+
     # -- conveniences built on the views ---------------------------------------
     def modules(self) -> list[LoadedModule]:
         return parse_proc_modules(self.read_text("/proc/modules"))

@@ -1,0 +1,1491 @@
+"""The kernel's module loader (kernel/module/main.c) reproduced: load_module, delete_module.
+
+:func:`load_module` takes a module image through the checks of the kernel's
+``load_module()`` in the kernel's order, for the profile's kernel version (6.1, or
+6.4+ as in 6.12), and either adds a :class:`Module` to the :class:`KernelState`
+or raises :class:`~lkm.errors.KernelError` with the kernel's errno.  Every line
+the kernel would log goes to the state's log.  The module's code is never run:
+``init`` is taken to return 0 unless the state says otherwise
+(``init_results``).
+
+The image is read the way the kernel reads it: an ELF64 little-endian x86_64
+relocatable object, taken field by field with only the kernel's own checks.
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+from lkm.errors import KernelError
+from lkm.kernel import taint as T
+from lkm.kernel.params import KernelParam, ParamSpec, parse_args
+from lkm.kernel.printk import KERN_ERR, KERN_NOTICE, KERN_WARNING, Printk
+from lkm.kernel.profile import KernelProfile
+
+# enum module_state
+MODULE_STATE_LIVE = 0
+MODULE_STATE_COMING = 1
+MODULE_STATE_GOING = 2
+MODULE_STATE_UNFORMED = 3
+
+MODULE_REF_BASE = 1
+MODULE_NAME_LEN = 56  # 64 - sizeof(unsigned long)
+
+# finit_module flags
+MODULE_INIT_IGNORE_MODVERSIONS = 1
+MODULE_INIT_IGNORE_VERMAGIC = 2
+MODULE_INIT_COMPRESSED_FILE = 4
+
+O_NONBLOCK = 0o4000
+O_TRUNC = 0o1000
+
+# ELF
+ET_REL = 1
+EM_X86_64 = 62
+SHT_NULL, SHT_SYMTAB, SHT_STRTAB, SHT_RELA, SHT_NOBITS, SHT_REL, SHT_NOTE = 0, 2, 3, 4, 8, 9, 7
+SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR = 0x1, 0x2, 0x4
+SHF_RO_AFTER_INIT = 0x00200000
+SHF_RELA_LIVEPATCH = 0x00100000
+SHN_UNDEF, SHN_ABS, SHN_COMMON, SHN_LIVEPATCH = 0, 0xFFF1, 0xFFF2, 0xFF20
+STB_WEAK = 2
+INIT_OFFSET_MASK = 1 << 63
+ENTSIZE_UNSET = (1 << 64) - 1
+PAGE_SIZE = 4096
+
+R_X86_64_NONE, R_X86_64_64, R_X86_64_PC32, R_X86_64_32, R_X86_64_32S = 0, 1, 2, 10, 11
+R_X86_64_PLT32, R_X86_64_PC64 = 4, 24
+
+MODULE_SIG_STRING = b"~Module signature appended~\n"
+
+# where the virtual kernel places things (x86_64 with KASLR off)
+MODULES_VADDR = 0xFFFFFFFFC0000000
+KERNEL_TEXT = 0xFFFFFFFF81000000
+
+_EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
+_SHDR = struct.Struct("<IIQQQQIIQQ")
+_SYM = struct.Struct("<IBBHQQ")
+_RELA = struct.Struct("<QQq")
+
+GPL_COMPATIBLE = frozenset({"GPL", "GPL v2", "GPL and additional rights", "Dual BSD/GPL",
+                            "Dual MIT/GPL", "Dual MPL/GPL"})
+
+# enum module_state names for the views
+STATE_PROC = {MODULE_STATE_LIVE: "Live", MODULE_STATE_COMING: "Loading",
+              MODULE_STATE_GOING: "Unloading"}
+STATE_SYSFS = {MODULE_STATE_LIVE: "live", MODULE_STATE_COMING: "coming",
+               MODULE_STATE_GOING: "going"}
+
+
+def license_is_gpl_compatible(license: str) -> bool:
+    return license in GPL_COMPATIBLE
+
+
+def kmsg_escape(s: str) -> str:
+    """Text as /dev/kmsg shows it: control characters and DEL as \\xNN."""
+    if all(" " <= c < "\x7f" for c in s):
+        return s
+    return "".join(c if " " <= c < "\x7f" or ord(c) > 0x7f else f"\\x{ord(c):02x}" for c in s)
+
+
+# -- the kernel's state ------------------------------------------------------------------
+
+@dataclass
+class Module:
+    """A loaded module, as struct module holds what the views show."""
+
+    name: str
+    state: int = MODULE_STATE_UNFORMED
+    refcnt: int = MODULE_REF_BASE
+    taints: int = 0
+    sources: list[str] = field(default_factory=list)  # users, newest first (source_list)
+    targets: list[str] = field(default_factory=list)  # modules it uses (target_list)
+    params: list[KernelParam] = field(default_factory=list)
+    syms: dict[str, tuple[int | None, bool, str]] = field(default_factory=dict)
+    has_init: bool = False
+    has_exit: bool = False
+    core_size: int = 0
+    init_size: int = 0
+    version: str | None = None
+    srcversion: str | None = None
+    sections: list[tuple[str, int]] = field(default_factory=list)
+    notes: list[tuple[str, bytes]] = field(default_factory=list)
+    base: int = 0
+    args: str = ""
+    sig_ok: bool = False
+    path: str | None = None
+
+    def refcount(self) -> int:
+        """module_refcount(): references beyond the loader's base one."""
+        return self.refcnt - MODULE_REF_BASE
+
+    def to_json(self) -> dict[str, Any]:
+        import base64
+
+        return {
+            "name": self.name, "state": self.state, "refcnt": self.refcnt,
+            "taints": self.taints, "sources": self.sources, "targets": self.targets,
+            "params": [p.to_json() for p in self.params],
+            "syms": {k: list(v) for k, v in self.syms.items()},
+            "has_init": self.has_init, "has_exit": self.has_exit,
+            "core_size": self.core_size, "init_size": self.init_size,
+            "version": self.version, "srcversion": self.srcversion,
+            "sections": [list(s) for s in self.sections],
+            "notes": [[n, base64.b64encode(d).decode()] for n, d in self.notes],
+            "base": self.base, "args": self.args, "sig_ok": self.sig_ok, "path": self.path,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Module:
+        import base64
+
+        return cls(
+            name=d["name"], state=d["state"], refcnt=d["refcnt"], taints=d["taints"],
+            sources=list(d["sources"]), targets=list(d["targets"]),
+            params=[KernelParam.from_json(p) for p in d["params"]],
+            syms={k: (v[0], bool(v[1]), v[2]) for k, v in d["syms"].items()},
+            has_init=d["has_init"], has_exit=d["has_exit"], core_size=d["core_size"],
+            init_size=d["init_size"], version=d.get("version"), srcversion=d.get("srcversion"),
+            sections=[(s[0], s[1]) for s in d["sections"]],
+            notes=[(n, base64.b64decode(b)) for n, b in d["notes"]],
+            base=d["base"], args=d.get("args", ""), sig_ok=d.get("sig_ok", False),
+            path=d.get("path"))
+
+
+@dataclass
+class KernelState:
+    """The mutable state of a (virtual) kernel: modules, taints, settings, log sink."""
+
+    profile: KernelProfile
+    modules: list[Module] = field(default_factory=list)  # newest first, as the kernel's list
+    tainted: int = 0
+    once: set[str] = field(default_factory=set)
+    debug_locks: bool = True
+    sig_enforce: bool = False
+    lockdown: int = 0  # 0 none, 1 integrity, 2 confidentiality
+    module_blacklist: str | None = None
+    cmdline: str = ""
+    spectre_v2_mitigated: bool = True
+    init_results: dict[str, int] = field(default_factory=dict)
+    next_base: int = MODULES_VADDR + 0x200000
+
+    def find_module(self, name: str, even_unformed: bool = False) -> Module | None:
+        for m in self.modules:
+            if m.name == name and (even_unformed or m.state != MODULE_STATE_UNFORMED):
+                return m
+        return None
+
+    def test_taint(self, flag: int) -> bool:
+        return bool(self.tainted >> flag & 1)
+
+    def add_taint(self, flag: int, log: Printk, now_unreliable: bool = False) -> None:
+        """add_taint(): the first LOCKDEP_NOW_UNRELIABLE taint turns lock debugging off."""
+        if now_unreliable and self.debug_locks:
+            self.debug_locks = False
+            log.warn("Disabling lock debugging due to kernel taint")
+        self.tainted |= 1 << flag
+
+    def add_taint_module(self, mod: _ModRef, flag: int, log: Printk,
+                         now_unreliable: bool = False) -> None:
+        self.add_taint(flag, log, now_unreliable)
+        mod.taints |= 1 << flag
+
+    def allocate(self, size: int) -> int:
+        base = self.next_base
+        self.next_base += max(PAGE_SIZE, (size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)) + PAGE_SIZE
+        return base
+
+
+class _ModRef:
+    """The struct module being loaded: name and taints before it is a Module."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.taints = 0
+
+
+# -- reading the image as the kernel does -------------------------------------------------
+
+class _Info:
+    """struct load_info: the image, its section headers (mutable, as the kernel rewrites
+    them) and the indexes found."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.len = len(data)
+        self.sechdrs: list[list[int]] = []
+        self.secstrings_off = 0
+        self.secstrings_size = 0
+        self.shnum = 0
+        self.machine = 0
+        self.name: str | None = None
+        self.idx_info = 0
+        self.idx_sym = 0
+        self.idx_str = 0
+        self.idx_mod = 0
+        self.idx_vers = 0
+        self.idx_pcpu = 0
+        self.sig_ok = False
+        self.modref = _ModRef("")
+        self._syms: list[tuple[int, int, int, int, int, int]] | None = None
+        self._relas: dict[int, dict[int, tuple[int, int, int]]] = {}
+
+    # raw access, zero-padded outside the image (the kernel would read garbage)
+    def read(self, off: int, n: int) -> bytes:
+        b = self.data[off:off + n] if 0 <= off < len(self.data) else b""
+        return b + bytes(n - len(b)) if len(b) < n else b
+
+    def cstr(self, off: int, limit: int = 4096) -> str:
+        if not 0 <= off < len(self.data):
+            return ""
+        end = self.data.find(b"\0", off, off + limit)
+        raw = self.data[off:end if end >= 0 else min(len(self.data), off + limit)]
+        return raw.decode("utf-8", "surrogateescape")
+
+    def secname(self, i: int) -> str:
+        return self.cstr(self.secstrings_off + self.sechdrs[i][0])
+
+    def find_sec(self, name: str) -> int:
+        """First SHF_ALLOC section called ``name`` (0: none)."""
+        for i in range(1, self.shnum):
+            if self.sechdrs[i][2] & SHF_ALLOC and self.secname(i) == name:
+                return i
+        return 0
+
+    def find_any_sec(self, name: str) -> int:
+        for i in range(1, self.shnum):
+            if self.secname(i) == name:
+                return i
+        return 0
+
+    def find_any_unique_sec(self, name: str) -> int:
+        found = [i for i in range(1, self.shnum) if self.secname(i) == name]
+        if len(found) == 1:
+            return found[0]
+        return -len(found)
+
+    def sec_bytes(self, i: int) -> bytes:
+        h = self.sechdrs[i]
+        if h[1] == SHT_NOBITS:
+            return bytes(h[5]) if h[5] < (1 << 28) else b""
+        return self.read(h[4], h[5]) if h[5] < (1 << 31) else b""
+
+    # .modinfo
+    def modinfo_strings(self) -> list[bytes]:
+        if not self.idx_info:
+            return []
+        return [s for s in self.sec_bytes(self.idx_info).split(b"\0") if s]
+
+    def get_modinfo_all(self, tag: str) -> list[str]:
+        t = tag.encode() + b"="
+        return [s[len(t):].decode("utf-8", "surrogateescape")
+                for s in self.modinfo_strings() if s.startswith(t)]
+
+    def get_modinfo(self, tag: str) -> str | None:
+        vals = self.get_modinfo_all(tag)
+        return vals[0] if vals else None
+
+    # symbols: (st_name, st_info, st_other, st_shndx, st_value, st_size)
+    def symbols(self) -> list[tuple[int, int, int, int, int, int]]:
+        if self._syms is None:
+            h = self.sechdrs[self.idx_sym]
+            raw = self.sec_bytes(self.idx_sym)
+            n = h[5] // _SYM.size
+            raw = raw[:n * _SYM.size]
+            self._syms = list(_SYM.iter_unpack(raw))
+        return self._syms
+
+    def strtab_off(self) -> int:
+        return self.sechdrs[self.idx_str][4]
+
+    def symname(self, st_name: int) -> str:
+        return self.cstr(self.strtab_off() + st_name)
+
+    def relas_for(self, target: int) -> dict[int, tuple[int, int, int]]:
+        """offset -> (symbol index, type, addend) of the RELA sections applying to ``target``."""
+        if target not in self._relas:
+            out: dict[int, tuple[int, int, int]] = {}
+            for i in range(1, self.shnum):
+                h = self.sechdrs[i]
+                if h[1] == SHT_RELA and h[7] == target:
+                    raw = self.sec_bytes(i)
+                    raw = raw[:len(raw) // 24 * 24]
+                    for off, rinfo, addend in _RELA.iter_unpack(raw):
+                        out.setdefault(off, (rinfo >> 32, rinfo & 0xFFFFFFFF, addend))
+            self._relas[target] = out
+        return self._relas[target]
+
+    def reloc_target(self, sec: int, off: int) -> tuple[int, int, str] | None:
+        """Where a relocated pointer at (sec, off) points: (section, offset, symbol name);
+        section is 0 for an undefined (external) symbol."""
+        r = self.relas_for(sec).get(off)
+        if r is None:
+            return None
+        symidx, _typ, addend = r
+        syms = self.symbols()
+        if not 0 <= symidx < len(syms):
+            return None
+        st_name, _info, _other, shndx, value, _size = syms[symidx]
+        name = self.symname(st_name)
+        if shndx == SHN_UNDEF or shndx >= self.shnum:
+            return 0, addend, name
+        return shndx, value + addend, name
+
+    def string_at(self, sec: int, off: int) -> str:
+        h = self.sechdrs[sec]
+        if h[1] == SHT_NOBITS:
+            return ""
+        return self.cstr(h[4] + off)
+
+
+# -- the loader ---------------------------------------------------------------------------
+
+class _Fail(Exception):
+    def __init__(self, err: int) -> None:
+        self.err = err
+
+
+@dataclass
+class LoadResult:
+    """What a successful load did: the module, and the log lines printed."""
+
+    module: Module
+    messages: list[str]
+
+
+def load_module(k: KernelState, image: bytes, args: str = "", flags: int = 0,
+                comm: str = "insmod", path: str | None = None,
+                log: Printk | None = None) -> LoadResult:
+    """load_module() + do_init_module(); raises KernelError (with the log lines)."""
+    log = log if log is not None else Printk(k.once)
+    try:
+        mod = _load(k, image, args, flags, comm, log)
+    except _Fail as f:
+        raise KernelError(-f.err if f.err < 0 else f.err, messages=log.lines) from None
+    mod.path = path
+    return LoadResult(mod, log.lines)
+
+
+def _load(k: KernelState, image: bytes, args: str, flags: int, comm: str,
+          log: Printk) -> Module:
+    p = k.profile
+    modern = p.modern
+    info = _Info(image)
+
+    _module_sig_check(k, info, flags, comm, log)
+    if modern:
+        _elf_validity_cache_copy(k, info, flags, log)
+        _early_mod_check(k, info, flags, log)
+    else:
+        _elf_validity_check(info, log)
+        _setup_load_info(info, flags, log)
+        if _blacklisted(k, info.name or ""):
+            log.err(f"Module {info.name} is blacklisted")
+            raise _Fail(errno.EPERM)
+        _rewrite_section_headers(info)
+        if not _check_modstruct_version(k, info, info.modref, log):
+            raise _Fail(errno.ENOEXEC)
+
+    mref = info.modref
+    layout = _layout_and_allocate(k, info, flags, log, modern)
+
+    # add_unformed_module
+    old = k.find_module(mref.name, even_unformed=True)
+    if old is not None:
+        raise _Fail(errno.EEXIST if old.state == MODULE_STATE_LIVE else errno.EBUSY)
+    mod = Module(name=mref.name, state=MODULE_STATE_UNFORMED)
+    k.modules.insert(0, mod)
+    try:
+        if modern:
+            _module_augment_kernel_taints(k, info, mref, log)
+        elif p.enabled("MODULE_SIG") and not info.sig_ok:
+            log.log_once("modsig", KERN_NOTICE,
+                         f"{mref.name}: module verification failed: signature and/or "
+                         "required key missing - tainting kernel")
+            k.add_taint_module(mref, T.TAINT_UNSIGNED_MODULE, log)
+        mod.sig_ok = info.sig_ok
+        mod.refcnt = MODULE_REF_BASE + 1  # module_unload_init: held during init
+        sections = _find_module_sections(info, mref, log)
+        if not modern:
+            _check_module_license_and_versions(k, info, mref, sections, log)
+        elif p.enabled("MODVERSIONS") and sections["no_crcs"]:
+            _try_to_force_load(k, mref, "no versions for exported symbols", log)
+        mod.version = info.get_modinfo("version")
+        mod.srcversion = info.get_modinfo("srcversion")
+        _simplify_symbols(k, info, mref, mod, log)
+        _apply_relocations(k, info, mref, layout, log)
+        mod.syms = _module_exports(info)
+        _verify_exported_symbols(k, mod, log)
+        mod.taints = mref.taints
+        mod.state = MODULE_STATE_COMING
+        mod.params = [s.instantiate() for s in _module_params(info)]
+        mod.args = args
+        _parse_module_args(k, mod, args, log)
+        if mref.name in k.profile.builtin_sysfs:
+            log.err(f"{mref.name}: module is already loaded")
+            raise _Fail(errno.EINVAL)
+        mod.has_init, mod.has_exit = _init_exit(info)
+        mod.core_size, mod.init_size = layout.core_size, layout.init_size
+        mod.base = layout.core_base
+        mod.sections = layout.sect_addrs
+        mod.notes = layout.notes
+        mod.taints = mref.taints
+    except _Fail:
+        _free_module(k, mod)
+        raise
+    return _do_init_module(k, mod, log)
+
+
+# -- module_sig_check (kernel/module/signing.c) --------------------------------------------
+
+_keyrings: dict[int, Any] = {}
+
+
+def _keyring(p: KernelProfile) -> Any:
+    from lkm.signing import Keyring
+
+    key = id(p)
+    if key not in _keyrings:
+        _keyrings.clear()
+        _keyrings[key] = Keyring(p.certificates)
+    return _keyrings[key]
+
+
+def _module_sig_check(k: KernelState, info: _Info, flags: int, comm: str, log: Printk) -> None:
+    if not k.profile.enabled("MODULE_SIG"):
+        return
+    err = errno.ENODATA
+    mangled = flags & (MODULE_INIT_IGNORE_MODVERSIONS | MODULE_INIT_IGNORE_VERMAGIC)
+    marker = len(MODULE_SIG_STRING)
+    if not mangled and info.len > marker and info.data.endswith(MODULE_SIG_STRING):
+        err = _mod_verify_sig(k, info, log)
+        if err == 0:
+            info.sig_ok = True
+            return
+    reasons = {errno.ENODATA: "unsigned module", errno.ENOPKG: "module with unsupported crypto",
+               errno.ENOKEY: "module with unavailable key"}
+    reason = reasons.get(err)
+    if reason is None:
+        raise _Fail(err)
+    if k.sig_enforce:
+        log.notice(f"Loading of {reason} is rejected")
+        raise _Fail(errno.EKEYREJECTED)
+    if k.lockdown and k.profile.enabled("SECURITY_LOCKDOWN_LSM"):
+        log.notice(f"Lockdown: {comm}: unsigned module loading is restricted; "
+                   "see man kernel_lockdown.7")
+        raise _Fail(errno.EPERM)
+
+
+def _mod_verify_sig(k: KernelState, info: _Info, log: Printk) -> int:
+    from lkm.signing import verify_module
+
+    marker = len(MODULE_SIG_STRING)
+    modlen = info.len - marker
+    if modlen <= 12:
+        return errno.EBADMSG
+    algo, hash_, id_type, signer_len, key_id_len, p0, p1, p2, sig_len = struct.unpack_from(
+        ">BBBBBBBBI", info.data, modlen - 12)
+    if sig_len >= modlen - 12:
+        return errno.EBADMSG
+    if id_type != 2:
+        log.err("module: not signed with expected PKCS#7 message")
+        return errno.ENOPKG
+    if algo or hash_ or signer_len or key_id_len or p0 or p1 or p2:
+        log.err("module: PKCS#7 signature info has unexpected non-zero params")
+        return errno.EBADMSG
+    body = modlen - 12 - sig_len
+    # from here on the kernel works on the module without its signature
+    verdict = verify_module(info.data, _keyring(k.profile))
+    info.data = info.data[:body]
+    info.len = body
+    e = verdict.errno
+    if e == errno.EINVAL and verdict.reason == "Data already supplied":
+        log.warn("PKCS7: Data already supplied")
+        log.err("PKCS#7 signature with non-detached data")
+        return errno.EBADMSG
+    if e == errno.EKEYREJECTED and verdict.reason.startswith("Invalid module sig"):
+        log.warn(f"PKCS7: {verdict.reason}")
+    return e
+
+
+# -- ELF validity (main.c) ----------------------------------------------------------------
+
+def _ehdr(info: _Info) -> tuple[Any, ...]:
+    return _EHDR.unpack_from(info.data, 0)
+
+
+def _validate_section_offset(info: _Info, h: list[int]) -> bool:
+    end = h[4] + h[5]
+    return not (end >= 1 << 64 or end > info.len)
+
+
+def _load_sechdrs(info: _Info, shoff: int, shnum: int) -> None:
+    info.shnum = shnum
+    info.sechdrs = [list(_SHDR.unpack_from(info.data, shoff + i * 64)) for i in range(shnum)]
+
+
+def _elf_header_checks(info: _Info, log: Printk, modern: bool) -> tuple[Any, ...]:
+    if info.len < 64:
+        log.err(f"Invalid ELF header len {info.len}")
+        raise _Fail(errno.ENOEXEC)
+    e = _ehdr(info)
+    ident, e_type, e_machine = e[0], e[1], e[2]
+    if ident[:4] != b"\x7fELF":
+        log.err("Invalid ELF header magic: != \\x7fELF")
+        raise _Fail(errno.ENOEXEC)
+    if e_type != ET_REL:
+        log.err(f"Invalid ELF header type: {e_type} != {ET_REL}")
+        raise _Fail(errno.ENOEXEC)
+    if e_machine != EM_X86_64:
+        log.err(f"Invalid architecture in ELF header: {e_machine}")
+        raise _Fail(errno.ENOEXEC)
+    info.machine = e_machine
+    shoff, shentsize, shnum = e[6], e[11], e[12]
+    if shentsize != 64:
+        log.err("Invalid ELF section header size")
+        raise _Fail(errno.ENOEXEC)
+    if shoff >= info.len or shnum * 64 > info.len - shoff:
+        log.err("Invalid ELF section header overflow")
+        raise _Fail(errno.ENOEXEC)
+    _load_sechdrs(info, shoff, shnum)
+    return e
+
+
+def _elf_validity_check(info: _Info, log: Printk) -> None:
+    """6.1: elf_validity_check()."""
+    e = _elf_header_checks(info, log, False)
+    shnum, shstrndx = e[12], e[13]
+    if shstrndx == SHN_UNDEF or shstrndx >= shnum:
+        log.err(f"Invalid ELF section name index: {shstrndx} || e_shstrndx ({shstrndx}) "
+                f">= e_shnum ({shnum})")
+        raise _Fail(errno.ENOEXEC)
+    strhdr = info.sechdrs[shstrndx]
+    if not _validate_section_offset(info, strhdr):
+        log.err(f"Invalid ELF section hdr(type {strhdr[1]})")
+        raise _Fail(errno.ENOEXEC)
+    info.secstrings_off, info.secstrings_size = strhdr[4], strhdr[5]
+    if strhdr[5] == 0:
+        log.err("empty section name table")
+        raise _Fail(errno.ENOEXEC)
+    if info.data[strhdr[4] + strhdr[5] - 1] != 0:
+        log.err("ELF Spec violation: section name table isn't null terminated")
+        raise _Fail(errno.ENOEXEC)
+    s0 = info.sechdrs[0]
+    if s0[1] != SHT_NULL or s0[5] != 0 or s0[3] != 0:
+        log.err(f"ELF Spec violation: section 0 type({_s32(s0[1])})!=SH_NULL or non-zero "
+                "len or addr")
+        raise _Fail(errno.ENOEXEC)
+    for i in range(1, shnum):
+        h = info.sechdrs[i]
+        if h[1] in (SHT_NULL, SHT_NOBITS):
+            continue
+        if h[1] == SHT_SYMTAB and (h[6] == SHN_UNDEF or h[6] >= shnum):
+            log.err(f"Invalid ELF sh_link!=SHN_UNDEF({h[6]}) or (sh_link({h[6]}) >= "
+                    f"hdr->e_shnum({shnum})")
+            raise _Fail(errno.ENOEXEC)
+        if not _validate_section_offset(info, h):
+            log.err(f"Invalid ELF section in module (section {i} type {h[1]})")
+            raise _Fail(errno.ENOEXEC)
+        if h[2] & SHF_ALLOC and h[0] >= strhdr[5]:
+            log.err(f"Invalid ELF section name in module (section {i} type {h[1]})")
+            raise _Fail(errno.ENOEXEC)
+
+
+def _s32(v: int) -> int:
+    return v - (1 << 32) if v & 0x80000000 else v
+
+
+def _setup_load_info(info: _Info, flags: int, log: Printk) -> None:
+    """6.1: setup_load_info()."""
+    info.idx_info = info.find_sec(".modinfo")
+    if info.idx_info:
+        info.name = info.get_modinfo("name")
+    for i in range(1, info.shnum):
+        if info.sechdrs[i][1] == SHT_SYMTAB:
+            info.idx_sym = i
+            info.idx_str = info.sechdrs[i][6]
+            break
+    noname = "(missing .modinfo section or name field)"
+    if not info.idx_sym:
+        log.warn(f"{info.name or noname}: module has no symbols (stripped?)")
+        raise _Fail(errno.ENOEXEC)
+    info.idx_mod = info.find_sec(".gnu.linkonce.this_module")
+    if not info.idx_mod:
+        log.warn(f"{info.name or noname}: No module found in object")
+        raise _Fail(errno.ENOEXEC)
+    _finish_load_info(info, flags)
+
+
+def _finish_load_info(info: _Info, flags: int) -> None:
+    h = info.sechdrs[info.idx_mod]
+    modname = info.read(h[4] + 24, MODULE_NAME_LEN).split(b"\0", 1)[0]
+    info.modref = _ModRef(modname.decode("utf-8", "surrogateescape"))
+    if not info.name:
+        info.name = info.modref.name
+    info.idx_vers = 0 if flags & MODULE_INIT_IGNORE_MODVERSIONS else info.find_sec("__versions")
+    info.idx_pcpu = info.find_sec(".data..percpu")
+
+
+def _elf_validity_cache_copy(k: KernelState, info: _Info, flags: int, log: Printk) -> None:
+    """6.4+ (6.12): elf_validity_cache_copy()."""
+    e = _elf_header_checks(info, log, True)
+    shnum, shstrndx = e[12], e[13]
+    s0 = info.sechdrs[0]
+    if s0[1] != SHT_NULL or s0[5] != 0 or s0[3] != 0:
+        log.err(f"ELF Spec violation: section 0 type({_s32(s0[1])})!=SH_NULL or non-zero "
+                "len or addr")
+        raise _Fail(errno.ENOEXEC)
+    for i in range(1, shnum):
+        h = info.sechdrs[i]
+        if h[1] in (SHT_NULL, SHT_NOBITS):
+            continue
+        if not _validate_section_offset(info, h):
+            log.err(f"Invalid ELF section in module (section {i} type {h[1]})")
+            raise _Fail(errno.ENOEXEC)
+    if shstrndx == SHN_UNDEF or shstrndx >= shnum:
+        log.err(f"Invalid ELF section name index: {shstrndx} || e_shstrndx ({shstrndx}) "
+                f">= e_shnum ({shnum})")
+        raise _Fail(errno.ENOEXEC)
+    strhdr = info.sechdrs[shstrndx]
+    if strhdr[1] != SHT_STRTAB:
+        log.err(f"Invalid ELF section name table type: {strhdr[1]}")
+        raise _Fail(errno.ENOEXEC)
+    info.secstrings_off, info.secstrings_size = strhdr[4], strhdr[5]
+    if strhdr[5] == 0:
+        log.err("empty section name table")
+        raise _Fail(errno.ENOEXEC)
+    if info.data[strhdr[4] + strhdr[5] - 1] != 0:
+        log.err("ELF Spec violation: section name table isn't null terminated")
+        raise _Fail(errno.ENOEXEC)
+    for i in range(shnum):
+        h = info.sechdrs[i]
+        if h[1] == SHT_NULL:
+            continue
+        if h[0] >= strhdr[5]:
+            log.err(f"Invalid ELF section name in module (section {i} type {h[1]})")
+            raise _Fail(errno.ENOEXEC)
+    noname = "(missing .modinfo section or name field)"
+    idx = info.find_any_unique_sec(".modinfo")
+    if idx < 0:
+        log.err("Only one .modinfo section must exist.")
+        raise _Fail(errno.ENOEXEC)
+    if idx:
+        info.idx_info = idx
+        info.name = info.get_modinfo("name")
+    idx = info.find_any_unique_sec(".gnu.linkonce.this_module")
+    who = info.name or noname
+    if idx <= 0:
+        log.err(f"module {who}: Exactly one .gnu.linkonce.this_module section must exist.")
+        raise _Fail(errno.ENOEXEC)
+    h = info.sechdrs[idx]
+    if h[1] == SHT_NOBITS:
+        log.err(f"module {who}: .gnu.linkonce.this_module section must have a size set")
+        raise _Fail(errno.ENOEXEC)
+    if not h[2] & SHF_ALLOC:
+        log.err(f"module {who}: .gnu.linkonce.this_module must occupy memory during "
+                "process execution")
+        raise _Fail(errno.ENOEXEC)
+    size = k.profile.this_module_size
+    if size is not None and h[5] != size:
+        log.err(f"module {who}: .gnu.linkonce.this_module section size must match the "
+                "kernel's built struct module size at run time")
+        raise _Fail(errno.ENOEXEC)
+    info.idx_mod = idx
+    syms = [i for i in range(1, shnum) if info.sechdrs[i][1] == SHT_SYMTAB]
+    if len(syms) != 1:
+        log.warn(f"{who}: module has no symbols (stripped?)")
+        raise _Fail(errno.ENOEXEC)
+    info.idx_sym = syms[0]
+    stri = info.sechdrs[info.idx_sym][6]
+    if stri == SHN_UNDEF or stri >= shnum:
+        log.err(f"Invalid ELF sh_link!=SHN_UNDEF({stri}) or (sh_link({stri}) >= "
+                f"hdr->e_shnum({shnum})")
+        raise _Fail(errno.ENOEXEC)
+    if info.sechdrs[stri][1] != SHT_STRTAB:
+        log.err(f"Invalid ELF symbol string table type: {info.sechdrs[stri][1]}")
+        raise _Fail(errno.ENOEXEC)
+    info.idx_str = stri
+    _finish_load_info(info, flags)
+
+
+def _early_mod_check(k: KernelState, info: _Info, flags: int, log: Printk) -> None:
+    """6.4+: blacklist, module_layout, vermagic, duplicate name — before any allocation."""
+    if _blacklisted(k, info.name or ""):
+        log.err(f"Module {info.name} is blacklisted")
+        raise _Fail(errno.EPERM)
+    _rewrite_section_headers(info)
+    if not _check_modstruct_version(k, info, info.modref, log):
+        raise _Fail(errno.ENOEXEC)
+    _check_modinfo_magic(k, info, info.modref, flags, log)
+    _check_modinfo_livepatch(k, info, info.modref, log, modern=True)
+    old = k.find_module(info.modref.name, even_unformed=True)
+    if old is not None:
+        raise _Fail(errno.EEXIST if old.state == MODULE_STATE_LIVE else errno.EBUSY)
+
+
+def _blacklisted(k: KernelState, name: str) -> bool:
+    if not k.module_blacklist:
+        return False
+    return name in k.module_blacklist.split(",")
+
+
+def _rewrite_section_headers(info: _Info) -> None:
+    info.sechdrs[0][3] = 0
+    info.sechdrs[info.idx_vers][2] &= ~SHF_ALLOC
+    info.sechdrs[info.idx_info][2] &= ~SHF_ALLOC
+
+
+# -- versions (kernel/module/version.c) ---------------------------------------------------
+
+def _try_to_force_load(k: KernelState, mod: _ModRef, reason: str, log: Printk) -> None:
+    if not k.profile.enabled("MODULE_FORCE_LOAD"):
+        raise _Fail(errno.ENOEXEC)
+    if not k.test_taint(T.TAINT_FORCED_MODULE):
+        log.warn(f"{mod.name}: {reason}: kernel tainted.")
+    k.add_taint_module(mod, T.TAINT_FORCED_MODULE, log, now_unreliable=True)
+
+
+def _check_version(k: KernelState, info: _Info, symname: str, mod: _ModRef,
+                   crc: int | None, log: Printk) -> bool:
+    if crc is None:
+        return True
+    if not info.idx_vers:
+        try:
+            _try_to_force_load(k, mod, symname, log)
+        except _Fail:
+            return False
+        return True
+    raw = info.sec_bytes(info.idx_vers)
+    n = info.sechdrs[info.idx_vers][5] // 64
+    want = symname.encode()
+    for i in range(n):
+        ent = raw[i * 64:(i + 1) * 64]
+        if len(ent) < 64:
+            break
+        name = raw[i * 64 + 8:].split(b"\0", 1)[0]
+        if name != want:
+            continue
+        vcrc, = struct.unpack_from("<Q", ent, 0)
+        if vcrc == crc:
+            return True
+        log.warn(f"{info.name}: disagrees about version of symbol {symname}")
+        return False
+    log.warn(f"{info.name}: no symbol version for {symname}")
+    return False
+
+
+def _check_modstruct_version(k: KernelState, info: _Info, mod: _ModRef, log: Printk) -> bool:
+    ex = k.profile.exports.get("module_layout")
+    crc = ex[0] if ex is not None else None
+    return _check_version(k, info, "module_layout", mod, crc, log)
+
+
+def _same_magic(amagic: str, bmagic: str, has_crcs: bool) -> bool:
+    if has_crcs:
+        amagic = amagic[len(amagic.split(" ", 1)[0]):]
+        bmagic = bmagic[len(bmagic.split(" ", 1)[0]):]
+    return amagic == bmagic
+
+
+# -- check_modinfo and taints ------------------------------------------------------------
+
+def _check_modinfo_magic(k: KernelState, info: _Info, mod: _ModRef, flags: int,
+                         log: Printk) -> None:
+    modmagic = info.get_modinfo("vermagic")
+    if flags & MODULE_INIT_IGNORE_VERMAGIC:
+        modmagic = None
+    if modmagic is None:
+        _try_to_force_load(k, mod, "bad vermagic", log)
+    elif not _same_magic(modmagic, k.profile.vermagic, bool(info.idx_vers)):
+        log.err(f"{info.name}: version magic '{modmagic}' should be '{k.profile.vermagic}'")
+        raise _Fail(errno.ENOEXEC)
+
+
+def _check_modinfo_retpoline(k: KernelState, info: _Info, mod: _ModRef, log: Printk) -> None:
+    if not (k.profile.enabled("RETPOLINE") or k.profile.enabled("MITIGATION_RETPOLINE")):
+        return
+    if not k.spectre_v2_mitigated or info.get_modinfo("retpoline") is not None:
+        return
+    log.err("System may be vulnerable to spectre v2")
+    log.warn(f"{mod.name}: loading module not compiled with retpoline compiler.")
+
+
+def _check_modinfo_livepatch(k: KernelState, info: _Info, mod: _ModRef, log: Printk,
+                             modern: bool) -> None:
+    if info.get_modinfo("livepatch") is None:
+        return
+    if k.profile.enabled("LIVEPATCH"):
+        if not modern:
+            k.add_taint_module(mod, T.TAINT_LIVEPATCH, log)
+            log.log_once("livepatch", KERN_NOTICE,
+                         f"{mod.name}: tainting kernel with TAINT_LIVEPATCH")
+        return
+    log.err(f"{mod.name}: module is marked as livepatch module, but livepatch support is "
+            "disabled")
+    raise _Fail(errno.ENOEXEC)
+
+
+def _set_license(k: KernelState, mod: _ModRef, license: str | None, log: Printk) -> None:
+    lic = license if license is not None else "unspecified"
+    if not license_is_gpl_compatible(lic):
+        if not k.test_taint(T.TAINT_PROPRIETARY_MODULE):
+            log.warn(f"{mod.name}: module license '{lic}' taints kernel.")
+        k.add_taint_module(mod, T.TAINT_PROPRIETARY_MODULE, log, now_unreliable=True)
+
+
+def _check_modinfo_6_1(k: KernelState, info: _Info, mod: _ModRef, flags: int,
+                       log: Printk) -> None:
+    _check_modinfo_magic(k, info, mod, flags, log)
+    if info.get_modinfo("intree") is None:
+        if not k.test_taint(T.TAINT_OOT_MODULE):
+            log.warn(f"{mod.name}: loading out-of-tree module taints kernel.")
+        k.add_taint_module(mod, T.TAINT_OOT_MODULE, log)
+    _check_modinfo_retpoline(k, info, mod, log)
+    if info.get_modinfo("staging") is not None:
+        k.add_taint_module(mod, T.TAINT_CRAP, log)
+        log.warn(f"{mod.name}: module is from the staging directory, the quality is unknown, "
+                 "you have been warned.")
+    _check_modinfo_livepatch(k, info, mod, log, modern=False)
+    _set_license(k, mod, info.get_modinfo("license"), log)
+    if info.get_modinfo("test") is not None:
+        if not k.test_taint(T.TAINT_TEST):
+            log.warn(f"{mod.name}: loading test module taints kernel.")
+        k.add_taint_module(mod, T.TAINT_TEST, log)
+
+
+def _module_augment_kernel_taints(k: KernelState, info: _Info, mod: _ModRef,
+                                  log: Printk) -> None:
+    """6.4+: the taints, applied once the module is in the list."""
+    prev = k.test_taint(T.TAINT_PROPRIETARY_MODULE)
+    if info.get_modinfo("intree") is None:
+        if not k.test_taint(T.TAINT_OOT_MODULE):
+            log.warn(f"{mod.name}: loading out-of-tree module taints kernel.")
+        k.add_taint_module(mod, T.TAINT_OOT_MODULE, log)
+    _check_modinfo_retpoline(k, info, mod, log)
+    if info.get_modinfo("staging") is not None:
+        k.add_taint_module(mod, T.TAINT_CRAP, log)
+        log.warn(f"{mod.name}: module is from the staging directory, the quality is unknown, "
+                 "you have been warned.")
+    if info.get_modinfo("livepatch") is not None:
+        k.add_taint_module(mod, T.TAINT_LIVEPATCH, log)
+        log.log_once("livepatch", KERN_NOTICE,
+                     f"{mod.name}: tainting kernel with TAINT_LIVEPATCH")
+    _set_license(k, mod, info.get_modinfo("license"), log)
+    if info.get_modinfo("test") is not None:
+        if not k.test_taint(T.TAINT_TEST):
+            log.warn(f"{mod.name}: loading test module taints kernel.")
+        k.add_taint_module(mod, T.TAINT_TEST, log)
+    if k.profile.enabled("MODULE_SIG") and not info.sig_ok:
+        log.log_once("modsig", KERN_NOTICE,
+                     f"{mod.name}: module verification failed: signature and/or required key "
+                     "missing - tainting kernel")
+        k.add_taint_module(mod, T.TAINT_UNSIGNED_MODULE, log)
+    _special_names(k, mod, prev, log)
+
+
+def _special_names(k: KernelState, mod: _ModRef, prev: bool, log: Printk) -> None:
+    if mod.name == "ndiswrapper":
+        k.add_taint(T.TAINT_PROPRIETARY_MODULE, log, now_unreliable=True)
+    if mod.name in ("driverloader", "lve"):
+        k.add_taint_module(mod, T.TAINT_PROPRIETARY_MODULE, log, now_unreliable=True)
+    if not prev and k.test_taint(T.TAINT_PROPRIETARY_MODULE):
+        log.warn(f"{mod.name}: module license taints kernel.")
+
+
+# -- layout (layout_sections, layout_symtab) ---------------------------------------------
+
+@dataclass
+class _Layout:
+    core_size: int = 0
+    init_size: int = 0
+    core_base: int = 0
+    init_base: int = 0
+    # section index -> (is_init, offset, mem type for 6.4+)
+    place: dict[int, tuple[bool, int, int]] = field(default_factory=dict)
+    sect_addrs: list[tuple[str, int]] = field(default_factory=list)
+    notes: list[tuple[str, bytes]] = field(default_factory=list)
+    addr: dict[int, int] = field(default_factory=dict)  # section index -> address
+
+
+_MASKS = ((SHF_EXECINSTR | SHF_ALLOC, 0), (SHF_ALLOC, SHF_WRITE),
+          (SHF_RO_AFTER_INIT | SHF_ALLOC, 0), (SHF_WRITE | SHF_ALLOC, 0), (SHF_ALLOC, 0))
+# 6.4+ struct module_memory types
+MOD_TEXT, MOD_DATA, MOD_RODATA, MOD_RO_AFTER_INIT = 0, 1, 2, 3
+MOD_INIT_TEXT, MOD_INIT_DATA, MOD_INIT_RODATA = 4, 5, 6
+_CORE_TYPES = (MOD_TEXT, MOD_RODATA, MOD_RO_AFTER_INIT, MOD_DATA, MOD_DATA)
+_INIT_TYPES = (MOD_INIT_TEXT, MOD_INIT_RODATA, -1, MOD_INIT_DATA, MOD_INIT_DATA)
+
+
+def _align(v: int, a: int) -> int:
+    a = a or 1
+    return (v + a - 1) // a * a
+
+
+def _page_align(v: int) -> int:
+    return (v + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+
+
+def _init_layout_section(k: KernelState, name: str) -> bool:
+    if not k.profile.enabled("MODULE_UNLOAD") and name.startswith(".exit"):
+        return True
+    return name.startswith(".init")
+
+
+def _enforce_rwx(k: KernelState, info: _Info, mod: _ModRef, log: Printk) -> None:
+    if not k.profile.enabled("STRICT_MODULE_RWX"):
+        return
+    wx = SHF_WRITE | SHF_EXECINSTR
+    for i in range(info.shnum):
+        if info.sechdrs[i][2] & wx == wx:
+            log.err(f"{mod.name}: section {info.secname(i)} (index {i}) has invalid "
+                    "WRITE|EXEC flags")
+            raise _Fail(errno.ENOEXEC)
+
+
+def _layout_and_allocate(k: KernelState, info: _Info, flags: int, log: Printk,
+                         modern: bool) -> _Layout:
+    mod = info.modref
+    if not modern:
+        _check_modinfo_6_1(k, info, mod, flags, log)
+    _enforce_rwx(k, info, mod, log)
+    sh = info.sechdrs
+    sh[info.idx_pcpu][2] &= ~SHF_ALLOC
+    for name in (".data..ro_after_init", "__jump_table"):
+        ndx = info.find_sec(name)
+        if ndx:
+            sh[ndx][2] |= SHF_RO_AFTER_INIT
+    names = [info.secname(i) for i in range(info.shnum)]
+    is_init = [_init_layout_section(k, n) for n in names]
+    strict = k.profile.enabled("STRICT_MODULE_RWX")
+    lay = _Layout()
+    for h in sh:
+        h[9] = ENTSIZE_UNSET
+    if modern:
+        sizes = [0] * 7
+        for init in (False, True):
+            types = _INIT_TYPES if init else _CORE_TYPES
+            for m, (want, deny) in enumerate(_MASKS):
+                t = types[m]
+                for i, h in enumerate(sh):
+                    if (h[2] & want) != want or h[2] & deny or h[9] != ENTSIZE_UNSET \
+                            or is_init[i] != init or t < 0:
+                        continue
+                    off = _align(sizes[t], h[8])
+                    sizes[t] = off + h[5]
+                    h[9] = off | (t << 60)
+                    lay.place[i] = (init, off, t)
+        sizes, symtab_core = _layout_symtab(k, info, lay, sizes, modern, names)
+        core = sum(_page_align(sizes[t]) for t in (MOD_TEXT, MOD_DATA, MOD_RODATA,
+                                                  MOD_RO_AFTER_INIT))
+        initsz = sum(_page_align(sizes[t]) for t in (MOD_INIT_TEXT, MOD_INIT_DATA,
+                                                    MOD_INIT_RODATA))
+        lay.core_size, lay.init_size = core, initsz
+        bases = [k.allocate(_page_align(s)) if s else 0 for s in sizes]
+        lay.core_base = bases[MOD_TEXT]
+        for i, (_init, off, t) in lay.place.items():
+            lay.addr[i] = bases[t] + off
+    else:
+        sizes = [0, 0]  # core, init
+        for init in (False, True):
+            for m, (want, deny) in enumerate(_MASKS):
+                for i, h in enumerate(sh):
+                    if (h[2] & want) != want or h[2] & deny or h[9] != ENTSIZE_UNSET \
+                            or is_init[i] != init:
+                        continue
+                    j = 1 if init else 0
+                    off = _align(sizes[j], h[8])
+                    sizes[j] = off + h[5]
+                    h[9] = off | (INIT_OFFSET_MASK if init else 0)
+                    lay.place[i] = (init, off, j)
+                if m in (0, 1, 4) or (m == 2 and not init):
+                    j = 1 if init else 0
+                    if strict:
+                        sizes[j] = _page_align(sizes[j])
+        sizes, symtab_core = _layout_symtab(k, info, lay, sizes, modern, names)
+        lay.core_size, lay.init_size = sizes[0], sizes[1]
+        lay.core_base = k.allocate(sizes[0])
+        lay.init_base = k.allocate(sizes[1]) if sizes[1] else 0
+        for i, (init, off, _t) in lay.place.items():
+            lay.addr[i] = (lay.init_base if init else lay.core_base) + off
+    del symtab_core
+    for i, h in enumerate(sh):
+        if h[2] & SHF_ALLOC and h[5] and i in lay.addr:
+            lay.sect_addrs.append((names[i], lay.addr[i]))
+            if h[1] == SHT_NOTE:
+                lay.notes.append((names[i], info.sec_bytes(i)))
+    return lay
+
+
+def _layout_symtab(k: KernelState, info: _Info, lay: _Layout, sizes: list[int], modern: bool,
+                   names: list[str]) -> tuple[list[int], int]:
+    sh = info.sechdrs
+    strict = k.profile.enabled("STRICT_MODULE_RWX")
+    kallsyms_all = k.profile.enabled("KALLSYMS_ALL")
+    symsect, _strsect = sh[info.idx_sym], sh[info.idx_str]
+    init_t = MOD_INIT_DATA if modern else 1
+    core_t = MOD_DATA if modern else 0
+
+    def place(idx: int) -> None:
+        h = sh[idx]
+        h[2] |= SHF_ALLOC
+        off = _align(sizes[init_t], h[8])
+        sizes[init_t] = off + h[5]
+        h[9] = off | ((init_t << 60) if modern else INIT_OFFSET_MASK)
+        lay.place[idx] = (True, off, init_t)
+
+    place(info.idx_sym)
+    syms = info.symbols()
+    nsrc = len(syms)
+    if not k.profile.enabled("KALLSYMS"):
+        return sizes, 0
+    is_livepatch = info.get_modinfo("livepatch") is not None
+    ndst = 0
+    strtab_size = 0
+    shnum = info.shnum
+    pcpu = info.idx_pcpu
+    strtab = info.sec_bytes(info.idx_str) if sh[info.idx_str][1] != SHT_NOBITS else b""
+    core_ok = []
+    for i in range(shnum):
+        h = sh[i]
+        init = h[9] != ENTSIZE_UNSET and (
+            (h[9] >> 60) in (MOD_INIT_TEXT, MOD_INIT_DATA, MOD_INIT_RODATA) if modern
+            else bool(h[9] & INIT_OFFSET_MASK))
+        ok = bool(h[2] & SHF_ALLOC) and (kallsyms_all or bool(h[2] & SHF_EXECINSTR)) \
+            and not init
+        core_ok.append(ok)
+    for i, s in enumerate(syms):
+        st_name, shndx = s[0], s[3]
+        keep = i == 0 or is_livepatch
+        if not keep and shndx != SHN_UNDEF and shndx < shnum and st_name:
+            keep = (kallsyms_all and shndx == pcpu) or core_ok[shndx]
+        if keep:
+            end = strtab.find(b"\0", st_name)
+            strtab_size += (end - st_name if end >= 0 else max(0, len(strtab) - st_name)) + 1
+            ndst += 1
+    symoffs = _align(sizes[core_t], symsect[8])
+    sizes[core_t] = symoffs + ndst * 24 + strtab_size + ndst
+    if strict and not modern:
+        sizes[core_t] = _page_align(sizes[core_t])
+    place(info.idx_str)
+    sizes[init_t] = _align(sizes[init_t], 8) + 32 + nsrc  # struct mod_kallsyms + typetab
+    if strict and not modern:
+        sizes[init_t] = _page_align(sizes[init_t])
+    return sizes, ndst
+
+
+# -- find_module_sections, license and versions -------------------------------------------
+
+def _find_module_sections(info: _Info, mod: _ModRef, log: Printk) -> dict[str, Any]:
+    ks = info.find_sec("__ksymtab")
+    ksg = info.find_sec("__ksymtab_gpl")
+    num_syms = info.sechdrs[ks][5] // 12 if ks else 0
+    num_gpl = info.sechdrs[ksg][5] // 12 if ksg else 0
+    crcs = info.find_sec("__kcrctab")
+    gpl_crcs = info.find_sec("__kcrctab_gpl")
+    if info.find_sec(".ctors") and info.find_sec(".init_array"):
+        log.warn(f"{mod.name}: has both .ctors and .init_array.")
+        raise _Fail(errno.EINVAL)
+    if info.find_sec("__obsparm"):
+        log.warn(f"{mod.name}: Ignoring obsolete parameters")
+    no_crcs = (num_syms and not crcs) or (num_gpl and not gpl_crcs)
+    return {"no_crcs": bool(no_crcs)}
+
+
+def _check_module_license_and_versions(k: KernelState, info: _Info, mod: _ModRef,
+                                       sections: dict[str, Any], log: Printk) -> None:
+    prev = k.test_taint(T.TAINT_PROPRIETARY_MODULE)
+    _special_names(k, mod, prev, log)
+    if k.profile.enabled("MODVERSIONS") and sections["no_crcs"]:
+        _try_to_force_load(k, mod, "no versions for exported symbols", log)
+
+
+# -- symbols -----------------------------------------------------------------------------
+
+def _find_symbol(k: KernelState, name: str, gplok: bool
+                 ) -> tuple[Module | None, int | None, bool, str] | None:
+    """find_symbol(): vmlinux first, then the loaded modules newest first."""
+    ex = k.profile.exports.get(name)
+    if ex is not None and (gplok or not ex[1]):
+        return None, ex[0], ex[1], ex[2]
+    for m in k.modules:
+        if m.state == MODULE_STATE_UNFORMED:
+            continue
+        s = m.syms.get(name)
+        if s is not None and (gplok or not s[1]):
+            return m, s[0], s[1], s[2]
+    return None
+
+
+class _SymState:
+    def __init__(self) -> None:
+        self.using_gplonly = False
+
+
+def _resolve_symbol(k: KernelState, info: _Info, mref: _ModRef, mod: Module, name: str,
+                    st: _SymState, log: Printk) -> tuple[str, int]:
+    """("ok"|"none"|"err", errno); the kernel's resolve_symbol()."""
+    found = _find_symbol(k, name, not mref.taints & (1 << T.TAINT_PROPRIETARY_MODULE))
+    if found is None:
+        return "none", 0
+    owner, crc, gpl, ns = found
+    if gpl:
+        st.using_gplonly = True
+    if owner is not None and owner.taints & (1 << T.TAINT_PROPRIETARY_MODULE):
+        if st.using_gplonly:
+            log.err(f"{mref.name}: module using GPL-only symbols uses symbols {name} from "
+                    f"proprietary module {owner.name}.")
+            return "none", 0
+        if not mref.taints & (1 << T.TAINT_PROPRIETARY_MODULE):
+            log.warn(f"{mref.name}: module uses symbols {name} from proprietary module "
+                     f"{owner.name}, inheriting taint.")
+            mref.taints |= 1 << T.TAINT_PROPRIETARY_MODULE
+    if not _check_version(k, info, name, mref, crc, log):
+        return "err", errno.EINVAL
+    if ns and ns not in info.get_modinfo_all("import_ns"):
+        allow = k.profile.enabled("MODULE_ALLOW_MISSING_NAMESPACE_IMPORTS")
+        log.log(KERN_WARNING if allow else KERN_ERR,
+                f"{mref.name}: module uses symbol ({name}) from namespace {ns}, but does "
+                "not import it.")
+        if not allow:
+            return "err", errno.EINVAL
+    if owner is not None and mref.name not in owner.sources:
+        # ref_module(): strong_try_module_get()
+        if owner.state == MODULE_STATE_COMING:
+            return "err", errno.EBUSY
+        if owner.state != MODULE_STATE_LIVE or owner.refcnt == 0:
+            return "err", errno.ENOENT
+        owner.refcnt += 1
+        owner.sources.insert(0, mref.name)
+        mod.targets.insert(0, owner.name)
+    return "ok", 0
+
+
+def _simplify_symbols(k: KernelState, info: _Info, mref: _ModRef, mod: Module,
+                      log: Printk) -> None:
+    ret = 0
+    st = _SymState()
+    syms = info.symbols()
+    for i in range(1, len(syms)):
+        st_name, st_info, _other, shndx, _value, _size = syms[i]
+        if shndx == SHN_COMMON:
+            name = info.symname(st_name)
+            if name.startswith("__gnu_lto"):
+                continue
+            log.warn(f"{mref.name}: please compile with -fno-common")
+            ret = -errno.ENOEXEC
+        elif shndx in (SHN_ABS, SHN_LIVEPATCH):
+            continue
+        elif shndx == SHN_UNDEF:
+            name = info.symname(st_name)
+            what, err = _resolve_symbol(k, info, mref, mod, name, st, log)
+            if what == "ok":
+                continue
+            if what == "none" and (st_info >> 4 == STB_WEAK or name == "_GLOBAL_OFFSET_TABLE_"):
+                continue
+            ret = -(err or errno.ENOENT)
+            log.warn(f"{mref.name}: Unknown symbol {name} (err {ret})")
+        elif shndx >= info.shnum:
+            name = info.symname(st_name)
+            log.err(f"{mref.name}: Symbol {name} has an invalid section index {shndx} "
+                    f"(max {info.shnum - 1})")
+            ret = -errno.ENOEXEC
+    if ret < 0:
+        raise _Fail(ret)
+
+
+def _sym_address(k: KernelState, info: _Info, lay: _Layout, symidx: int) -> int:
+    syms = info.symbols()
+    if not 0 <= symidx < len(syms):
+        return 0
+    _n, _i, _o, shndx, value, _s = syms[symidx]
+    if shndx == SHN_ABS:
+        return value
+    if shndx == SHN_UNDEF:
+        return KERNEL_TEXT + (hash(info.symname(syms[symidx][0])) & 0xFFFFFF)
+    return lay.addr.get(shndx, 0) + value
+
+
+def _apply_relocations(k: KernelState, info: _Info, mref: _ModRef, lay: _Layout,
+                       log: Printk) -> None:
+    sh = info.sechdrs
+    modern = k.profile.modern
+    for i in range(1, info.shnum):
+        infosec = sh[i][7]
+        if infosec >= info.shnum or not sh[infosec][2] & SHF_ALLOC:
+            continue
+        if sh[i][2] & SHF_RELA_LIVEPATCH:
+            continue
+        if sh[i][1] == SHT_REL:
+            log.err(f"module {mref.name}: REL relocation unsupported")
+            raise _Fail(errno.ENOEXEC)
+        if sh[i][1] != SHT_RELA:
+            continue
+        target = bytearray(info.sec_bytes(infosec))
+        base = lay.addr.get(infosec, 0)
+        raw = info.sec_bytes(i)
+        raw = raw[:sh[i][5] // 24 * 24]
+        for off, rinfo, addend in _RELA.iter_unpack(raw):
+            rtype = rinfo & 0xFFFFFFFF
+            if rtype == R_X86_64_NONE:
+                continue
+            size = {R_X86_64_64: 8, R_X86_64_32: 4, R_X86_64_32S: 4, R_X86_64_PC32: 4,
+                    R_X86_64_PLT32: 4, R_X86_64_PC64: 8}.get(rtype)
+            if size is None:
+                log.err(f"{mref.name}: Unknown rela relocation: {rtype}")
+                raise _Fail(errno.ENOEXEC)
+            val = (_sym_address(k, info, lay, rinfo >> 32) + addend) & ((1 << 64) - 1)
+            loc = base + off
+            if rtype in (R_X86_64_PC32, R_X86_64_PLT32, R_X86_64_PC64):
+                val = (val - loc) & ((1 << 64) - 1)
+            existing = bytes(target[off:off + size]) if off + size <= len(target) else b""
+            nonzero = existing.strip(b"\0") != b""
+            overflow = False
+            if rtype == R_X86_64_32:
+                overflow = val >> 32 != 0
+            elif rtype == R_X86_64_32S:
+                sv = val - (1 << 64) if val >> 63 else val
+                overflow = not -(1 << 31) <= sv < (1 << 31)
+            if modern:
+                if overflow:
+                    _overflow(mref, rtype, val, log)
+                if nonzero:
+                    log.err(f"x86/modules: Invalid relocation target, existing value is nonzero"
+                            f" for type {rtype}, loc {loc & 0xFFFFFFFF:016x}, val {val:x}")
+                    raise _Fail(errno.ENOEXEC)
+            else:
+                if nonzero:
+                    log.err(f"x86/modules: Skipping invalid relocation target, existing value "
+                            f"is nonzero for type {rtype}, loc {loc & 0xFFFFFFFF:016x}, "
+                            f"val {val:x}")
+                    raise _Fail(errno.ENOEXEC)
+                if overflow:
+                    _overflow(mref, rtype, val, log)
+            if off + size <= len(target):
+                target[off:off + size] = (val & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
+
+
+def _overflow(mref: _ModRef, rtype: int, val: int, log: Printk) -> None:
+    log.err(f"overflow in relocation type {rtype} val {val:x}")
+    log.err(f"`{mref.name}' likely not compiled with -mcmodel=kernel")
+    raise _Fail(errno.ENOEXEC)
+
+
+def _module_exports(info: _Info) -> dict[str, tuple[int | None, bool, str]]:
+    """The module's __ksymtab/__ksymtab_gpl with CRCs and namespaces, as relocated."""
+    out: dict[str, tuple[int | None, bool, str]] = {}
+    for tab, crctab, gpl in (("__ksymtab", "__kcrctab", False),
+                             ("__ksymtab_gpl", "__kcrctab_gpl", True)):
+        ks = info.find_sec(tab)
+        if not ks:
+            continue
+        n = info.sechdrs[ks][5] // 12
+        kc = info.find_sec(crctab)
+        crcs = info.sec_bytes(kc) if kc else b""
+        for j in range(n):
+            t = info.reloc_target(ks, j * 12 + 4)
+            if t is None:
+                continue
+            sec, off, _ = t
+            name = info.string_at(sec, off) if sec else ""
+            if not name:
+                continue
+            ns = ""
+            t2 = info.reloc_target(ks, j * 12 + 8)
+            if t2 is not None and t2[0]:
+                ns = info.string_at(t2[0], t2[1])
+            crc = struct.unpack_from("<I", crcs, j * 4)[0] if kc and len(crcs) >= j * 4 + 4 \
+                else None
+            out.setdefault(name, (crc, gpl, ns))
+    return out
+
+
+def _verify_exported_symbols(k: KernelState, mod: Module, log: Printk) -> None:
+    for name in mod.syms:
+        found = _find_symbol(k, name, True)
+        if found is not None:
+            owner = found[0]
+            log.err(f"{mod.name}: exports duplicate symbol {name} (owned by "
+                    f"{owner.name if owner is not None else 'kernel'})")
+            raise _Fail(errno.ENOEXEC)
+
+
+def _init_exit(info: _Info) -> tuple[bool, bool]:
+    """Whether struct module's init/exit are set: relocations of .gnu.linkonce.this_module
+    naming init_module / cleanup_module."""
+    has_init = has_exit = False
+    syms = info.symbols()
+    for symidx, _t, _a in info.relas_for(info.idx_mod).values():
+        if 0 <= symidx < len(syms):
+            n = info.symname(syms[symidx][0])
+            if n == "init_module":
+                has_init = True
+            elif n == "cleanup_module":
+                has_exit = True
+    return has_init, has_exit
+
+
+# -- parameters -------------------------------------------------------------------------
+
+_OPS = {"param_ops_byte": "byte", "param_ops_short": "short", "param_ops_ushort": "ushort",
+        "param_ops_int": "int", "param_ops_uint": "uint", "param_ops_long": "long",
+        "param_ops_ulong": "ulong", "param_ops_ullong": "ullong", "param_ops_hexint": "hexint",
+        "param_ops_bool": "bool", "param_ops_invbool": "invbool", "param_ops_bint": "bint",
+        "param_ops_bool_enable_only": "bool_enable_only", "param_ops_charp": "charp",
+        "param_ops_string": "string", "param_array_ops": "array"}
+_SIZES = {"byte": (1, False), "short": (2, True), "ushort": (2, False), "int": (4, True),
+          "uint": (4, False), "long": (8, True), "ulong": (8, False), "ullong": (8, False),
+          "hexint": (4, False), "bint": (4, True)}
+
+
+def _read_value(info: _Info, typ: str, sec: int, off: int) -> Any:
+    h = info.sechdrs[sec] if 0 < sec < info.shnum else None
+    if h is None:
+        return None
+    if typ == "charp":
+        t = info.reloc_target(sec, off)
+        if t is None or not t[0]:
+            return None
+        return info.string_at(t[0], t[1])
+    data = info.sec_bytes(sec)
+    if typ in ("bool", "invbool", "bool_enable_only"):
+        return bool(data[off]) if 0 <= off < len(data) else False
+    size, signed = _SIZES.get(typ, (4, True))
+    raw = data[off:off + size] if off >= 0 else b""
+    if len(raw) < size:
+        return 0
+    return int.from_bytes(raw, "little", signed=signed)
+
+
+def _module_params(info: _Info) -> list[ParamSpec]:
+    """The module's struct kernel_param array (__param), with initial values."""
+    kp = info.find_sec("__param")
+    if not kp:
+        return []
+    n = info.sechdrs[kp][5] // 40
+    raw = info.sec_bytes(kp)
+    out: list[ParamSpec] = []
+    for j in range(n):
+        o = j * 40
+        t = info.reloc_target(kp, o)
+        name = info.string_at(t[0], t[1]) if t is not None and t[0] else ""
+        perm, level, pflags = struct.unpack_from("<HbB", raw, o + 24) if len(raw) >= o + 28 \
+            else (0, -1, 0)
+        ops = info.reloc_target(kp, o + 16)
+        typ = _OPS.get(ops[2], "") if ops is not None and not ops[0] else ""
+        spec = ParamSpec(name, typ, perm, pflags, level)
+        arg = info.reloc_target(kp, o + 32)
+        if arg is not None and arg[0]:
+            sec, off = arg[0], arg[1]
+            if typ == "string":
+                data = info.sec_bytes(sec)
+                spec.maxlen = struct.unpack_from("<I", data, off)[0] if len(data) >= off + 4 \
+                    else 0
+                st = info.reloc_target(sec, off + 8)
+                spec.value = info.string_at(st[0], st[1]) if st is not None and st[0] else ""
+            elif typ == "array":
+                data = info.sec_bytes(sec)
+                mx, elemsize = struct.unpack_from("<II", data, off) if len(data) >= off + 8 \
+                    else (0, 0)
+                eops = info.reloc_target(sec, off + 16)
+                spec.elem_type = _OPS.get(eops[2], "") if eops is not None and not eops[0] \
+                    else ""
+                spec.max = mx
+                nump = info.reloc_target(sec, off + 8)
+                if nump is not None and nump[0]:
+                    spec.num = _read_value(info, "uint", nump[0], nump[1])
+                elem = info.reloc_target(sec, off + 24)
+                vals = []
+                for e in range(min(mx, 4096)):
+                    if elem is not None and elem[0]:
+                        vals.append(_read_value(info, spec.elem_type, elem[0],
+                                                elem[1] + e * elemsize))
+                    else:
+                        vals.append(None)
+                spec.value = vals
+            elif typ:
+                spec.value = _read_value(info, typ, sec, off)
+        out.append(spec)
+    return out
+
+
+def _parse_module_args(k: KernelState, mod: Module, args: str, log: Printk) -> None:
+    dyndbg = k.profile.enabled("DYNAMIC_DEBUG")
+
+    def unknown(param: str, val: str | None) -> int:
+        if param == "async_probe":
+            return 0
+        p = param.split(".", 1)[1] if "." in param else param
+        if dyndbg and p == "dyndbg":
+            return 0
+        log.warn(f"{mod.name}: unknown parameter '{param}' ignored")
+        return 0
+
+    def unsafe(_kp: KernelParam) -> None:
+        k.add_taint(T.TAINT_USER, log)
+
+    err, after = parse_args(mod.name, args, mod.params, log, unknown, on_unsafe=unsafe)
+    if err:
+        raise _Fail(err)
+    if after is not None:
+        log.warn(f"{mod.name}: parameters '{after}' after `--' ignored")
+
+
+# -- init and removal ---------------------------------------------------------------------
+
+def _free_module(k: KernelState, mod: Module) -> None:
+    """Unlink a module and drop the references it took (module_unload_free)."""
+    for t in mod.targets:
+        owner = k.find_module(t, even_unformed=True)
+        if owner is not None:
+            if mod.name in owner.sources:
+                owner.sources.remove(mod.name)
+            owner.refcnt = max(0, owner.refcnt - 1)
+    mod.targets = []
+    if mod in k.modules:
+        k.modules.remove(mod)
+
+
+def _do_init_module(k: KernelState, mod: Module, log: Printk) -> Module:
+    ret = k.init_results.get(mod.name, 0) if mod.has_init else 0
+    if ret < 0:
+        mod.state = MODULE_STATE_GOING
+        _free_module(k, mod)
+        raise _Fail(ret)
+    if ret > 0:
+        log.warn(f"do_init_module: '{mod.name}'->init suspiciously returned {ret}, it should "
+                 "follow 0/-E convention\ndo_init_module: loading module anyway...")
+    mod.state = MODULE_STATE_LIVE
+    mod.refcnt -= 1
+    mod.init_size = 0
+    return mod
+
+
+def delete_module(k: KernelState, name: str, flags: int = O_NONBLOCK,
+                  log: Printk | None = None) -> list[str]:
+    """delete_module(2); returns the log lines, raises KernelError."""
+    log = log if log is not None else Printk(k.once)
+    if len(name.encode()) == 0 or len(name.encode()) >= MODULE_NAME_LEN:
+        raise KernelError(errno.ENOENT, messages=log.lines)
+    mod = k.find_module(name)
+    if mod is None:
+        raise KernelError(errno.ENOENT, messages=log.lines)
+    if mod.sources:
+        raise KernelError(errno.EWOULDBLOCK, messages=log.lines)
+    if mod.state != MODULE_STATE_LIVE:
+        raise KernelError(errno.EBUSY, messages=log.lines)
+    force_ok = k.profile.enabled("MODULE_FORCE_UNLOAD") and bool(flags & O_TRUNC)
+
+    def try_force() -> bool:
+        if force_ok:
+            k.add_taint(T.TAINT_FORCED_RMMOD, log, now_unreliable=True)
+        return force_ok
+
+    if mod.has_init and not mod.has_exit and not try_force():
+        raise KernelError(errno.EBUSY, messages=log.lines)
+    if mod.refcount() != 0 and not try_force():
+        raise KernelError(errno.EWOULDBLOCK, messages=log.lines)
+    mod.state = MODULE_STATE_GOING
+    _free_module(k, mod)
+    return log.lines
