@@ -47,6 +47,19 @@ _NATIVE_LITTLE = sys.byteorder == "little"
 assert array("I").itemsize == 4 and array("H").itemsize == 2
 
 
+# (is64, byte order) -> Structs of the ELF header (after e_ident), section header,
+# symbol, REL and RELA entries
+_LAYOUTS = {
+    (is64, e): tuple(struct.Struct(e + f) for f in (
+        ("HHIQQQIHHHHHH" if is64 else "HHIIIIIHHHHHH"),
+        ("IIQQQQIIQQ" if is64 else "IIIIIIIIII"),
+        ("IBBHQQ" if is64 else "IIIBBH"),
+        ("QQ" if is64 else "II"),
+        ("QQq" if is64 else "IIi")))
+    for is64 in (True, False) for e in ("<", ">")
+}
+
+
 class Section:
     """One section header; ``data()`` gives its contents."""
 
@@ -177,7 +190,7 @@ class ElfFile:
         e = "<" if self.little_endian else ">"
         self._e = e
         is64 = self.elfclass == 64
-        ehdr = struct.Struct(e + ("HHIQQQIHHHHHH" if is64 else "HHIIIIIHHHHHH"))
+        ehdr, self._shdr, self._sym, self._rel, self._rela = _LAYOUTS[(is64, e)]
         if n < 16 + ehdr.size:
             raise ElfError(f"file too short for an ELF{self.elfclass} header "
                            f"({n} bytes, need {16 + ehdr.size})")
@@ -185,10 +198,6 @@ class ElfFile:
          self.e_flags, _ehsize, _phentsize, self.e_phnum, shentsize, shnum,
          shstrndx) = ehdr.unpack_from(mv, 16)
         self.e_shoff = shoff
-        self._shdr = struct.Struct(e + ("IIQQQQIIQQ" if is64 else "IIIIIIIIII"))
-        self._sym = struct.Struct(e + ("IBBHQQ" if is64 else "IIIBBH"))
-        self._rel = struct.Struct(e + ("QQ" if is64 else "II"))
-        self._rela = struct.Struct(e + ("QQq" if is64 else "IIi"))
         if shoff == 0:
             raise ElfError("no section header table (e_shoff is 0)")
         if shentsize != self._shdr.size:
@@ -429,8 +438,8 @@ class ElfFile:
         """Names of the SHN_UNDEF symbols, table order, without the null symbol and empty names."""
         return [n for n, _ in self.undefined_symbols_with_bind()]
 
-    def symbol_names_with_prefix(self, prefix: bytes) -> list[str]:
-        """Names of the symbols (index 1 on) starting with ``prefix``, in table order.
+    def symbol_indexes_with_prefix(self, prefix: bytes) -> list[int]:
+        """Indexes (1 on, table order) of the symbols whose name starts with ``prefix``.
 
         A symbol whose name offset is outside the string table raises ElfError.
         """
@@ -450,7 +459,32 @@ class ElfFile:
             bad = next(i for i, off in enumerate(names) if off >= len(st))
             raise ElfError(f"symbol {bad}: name offset {names[bad]:#x} is outside the string "
                            f"table ({len(st):#x} bytes)")
-        return [cols.name(i) for i in [i for i, off in enumerate(names) if off in starts] if i]
+        return [i for i, off in enumerate(names) if off in starts and i]
+
+    def symbol_names_with_prefix(self, prefix: bytes) -> list[str]:
+        """Names of the symbols (index 1 on) starting with ``prefix``, in table order."""
+        cols = self._columns()
+        if cols is None:
+            return []
+        return [cols.name(i) for i in self.symbol_indexes_with_prefix(prefix)]
+
+    def symbol_count(self) -> int:
+        """Number of ``.symtab`` entries (the null symbol included); 0 without a symtab."""
+        cols = self._columns()
+        return 0 if cols is None else len(cols.names)
+
+    def symbol(self, index: int) -> Symbol:
+        """Symbol ``index`` of ``.symtab``, decoded alone."""
+        cols = self._columns()
+        count = 0 if cols is None else len(cols.names)
+        if cols is None or not 0 <= index < count:
+            raise ElfError(f"symbol index {index} out of range ({count} symbols)")
+        r = self._sym.unpack_from(cols.tab, index * cols.entsize)
+        if self.elfclass == 64:
+            _, info, other, shndx, value, size = r
+        else:
+            _, value, size, info, other, shndx = r
+        return Symbol(cols.name(index), value, size, info >> 4, info & 0xF, other, shndx)
 
     def symbol_name_offsets_valid(self) -> bool:
         """True when every symbol's name offset lies inside the string table."""

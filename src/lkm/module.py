@@ -305,14 +305,16 @@ class ModuleFile:
         tables = (elf.section_index("__ksymtab"), elf.section_index("__ksymtab_gpl"))
         if tables == (None, None):
             return []
-        syms = elf.symbols()
-        crcsyms = {s.name[6:]: (s.shndx, s.value) for s in syms if s.name.startswith("__crc_")}
+        crcsyms: dict[str, tuple[int, int]] = {}
+        for i in elf.symbol_indexes_with_prefix(b"__crc_"):
+            s = elf.symbol(i)
+            crcsyms.setdefault(s.name[6:], (s.shndx, s.value))
         crctabs = (elf.section_index("__kcrctab"), elf.section_index("__kcrctab_gpl"))
         out = []
         for gpl, idx in enumerate(tables):
             if idx is None:
                 continue
-            for n, (name, ns) in enumerate(self._ksymtab_entries(idx, syms)):
+            for n, (name, ns) in enumerate(self._ksymtab_entries(idx)):
                 crc = None
                 if name in crcsyms:
                     crc = self._crc_at(*crcsyms[name])
@@ -323,25 +325,26 @@ class ModuleFile:
                 out.append(Export(name, bool(gpl), ns, crc))
         return out
 
-    def _ksymtab_entries(self, idx: int, syms: list[Symbol]) -> list[tuple[str, str]]:
+    def _ksymtab_entries(self, idx: int) -> list[tuple[str, str]]:
         """(name, namespace) of each struct kernel_symbol in section ``idx``."""
         elf = self.elf
         size = elf.section_header(idx)[5]
-        relsecs = list(elf.relocation_sections_for(idx))
+        relsecs = [(elf.section_header(i)[1] == SHT_REL, elf.relocations(i))
+                   for i in elf.relocation_sections_for(idx)]
         if relsecs:
-            rels = [r for i in relsecs for r in elf.relocations(i)]
-            field = 4 if elf.elfclass == 32 or any(r.offset % 8 == 4 for r in rels) else 8
+            nsyms = elf.symbol_count()
+            field = 4 if elf.elfclass == 32 or any(r.offset % 8 == 4 for _, rels in relsecs
+                                                   for r in rels) else 8
             data = elf.section_data(idx)
             strings: dict[int, str] = {}
-            for rsec in relsecs:
-                implicit = elf.section_header(rsec)[1] == SHT_REL
-                for r in elf.relocations(rsec):
+            for implicit, rels in relsecs:
+                for r in rels:
                     if r.offset % field or (r.offset // field) % 3 == 0:
                         continue  # the value field, or misaligned
-                    if r.symbol >= len(syms):
+                    if r.symbol >= nsyms:
                         raise ElfError(f"relocation of __ksymtab names symbol {r.symbol}, "
-                                       f"beyond the {len(syms)} symbols")
-                    s = syms[r.symbol]
+                                       f"beyond the {nsyms} symbols")
+                    s = elf.symbol(r.symbol)
                     addend = elf.read_uint(data, r.offset, field) if implicit else r.addend
                     strings[r.offset] = self._string_at(s.shndx, s.value + addend)
             entsize = 3 * field
@@ -349,7 +352,7 @@ class ModuleFile:
                     for off in range(0, size - size % entsize, entsize)
                     if off + field in strings]
         if elf.e_type == ET_REL:
-            return self._ksymtab_entries_by_symbols(idx, syms)
+            return self._ksymtab_entries_by_symbols(idx, elf.symbols())
         return self._ksymtab_entries_linked(idx)
 
     def _ksymtab_entries_by_symbols(self, idx: int, syms: list[Symbol]
