@@ -115,11 +115,82 @@ def _lkm_has(tool: str) -> bool:
     return importlib.util.find_spec(f"lkm.cli.{tool}") is not None
 
 
+NOT_SIGNED = ("{m}: module verification failed: signature and/or required key missing"
+              " - tainting kernel")
+# Each test module loaded in turn with kmod's insmod: what tests/modules/README promises.
+# lkm_params was loaded (and unloaded) before in the same boot, so the once-only O and E
+# messages are not printed again. (module, insmod's error or None,
+# /proc/sys/kernel/tainted after, kernel log lines)
+SEQUENCE: list[tuple[str, str | None, int, list[str]]] = [
+    ("lkm_params", None, 12288, []),
+    ("lkm_user", None, 12288, []),
+    ("lkm_prop", None, 12289, ["{m}: module license 'Proprietary' taints kernel.",
+                               "Disabling lock debugging due to kernel taint"]),
+    ("lkm_prop_gpl", "Unknown symbol in module", 12289,
+     ["{m}: Unknown symbol lkm_params_gpl_value (err -2)"]),
+    ("lkm_ns_export", None, 12289, []),
+    ("lkm_ns_user", None, 12289, []),
+    ("lkm_ns_noimport", "Invalid parameters", 12289,
+     ["{m}: module uses symbol (lkm_ns_value) from namespace LKM_NS, but does not import it.",
+      "{m}: Unknown symbol lkm_ns_value (err -22)"]),
+    ("lkm_init_fail", "Cannot allocate memory", 12289, []),
+    ("lkm_init_positive", None, 12289,
+     ["do_init_module: '{m}'->init suspiciously returned 1, it should follow 0/-E convention",
+      "do_init_module: loading module anyway...", "<stack dump>"]),
+    ("lkm_noexit", None, 12289, []),
+    ("lkm_softdep", None, 12289, []),
+    ("lkm_alias", None, 12289, []),
+    ("lkm_staging", None, 13313, ["{m}: module is from the staging directory, the quality is"
+                                  " unknown, you have been warned."]),
+    ("lkm_intree", None, 13313, []),
+    ("lkm_testmod", None, 275457, ["{m}: loading test module taints kernel."]),
+    ("lkm_weak", None, 275457, []),
+    ("lkm_common", "Invalid module format", 275457, ["{m}: please compile with -fno-common"]),
+    ("lkm_dup_export", "Invalid module format", 275457,
+     ["{m}: exports duplicate symbol lkm_params_value (owned by lkm_params)"]),
+    ("lkm_dup_kernel", "Invalid module format", 275457,
+     ["{m}: exports duplicate symbol jiffies_to_msecs (owned by kernel)"]),
+]
+EXTRA_612 = {"lkm_prop": ["{m}: module license taints kernel."]}
+
+
+def _sequence_script(kos: dict[str, Path]) -> str:
+    lines = ["dmesg -c >/dev/null"]
+    for name, *_ in SEQUENCE:
+        lines += [f"lkm_case seq {name}",
+                  f"chroot /host /sbin/insmod {shlex.quote(str(kos[name]))} 2>&1",
+                  'echo "rc=$?"; cat /proc/sys/kernel/tainted; dmesg -c']
+    lines += ["lkm_case seq rmmod_noexit", "chroot /host /sbin/rmmod lkm_noexit 2>&1",
+              'echo "rc=$?"',
+              "lkm_case seq unsafe", "echo 1 >/sys/module/lkm_params/parameters/p_unsafe",
+              "cat /proc/sys/kernel/tainted; dmesg -c"]
+    return "\n".join(lines) + "\n"
+
+
+def _check_sequence(cases: dict[str, str], kos: dict[str, Path], flavour: str) -> None:
+    for name, error, tainted, log in SEQUENCE:
+        text = cases[f"seq {name}"].splitlines()
+        want = [] if error is None else [
+            f"insmod: ERROR: could not insert module {kos[name]}: {error}"]
+        want += [f"rc={0 if error is None else 1}", str(tainted)]
+        extra = EXTRA_612.get(name, []) if flavour == "6.12" else []
+        want += [line.format(m=name) for line in log + extra]
+        got = text[:len(want) - len(log) - len(extra)] + normalise_log(
+            "\n".join(text[len(want) - len(log) - len(extra):]))
+        assert got == want, name
+    assert cases["seq rmmod_noexit"].splitlines()[-2:] == [
+        "rmmod: ERROR: could not remove module lkm_noexit: Device or resource busy", "rc=1"]
+    # U (taint by user) 64
+    assert normalise_log(cases["seq unsafe"]) == [
+        "275521", "Setting dangerous option p_unsafe - tainting kernel"]
+
+
 @needs_qemu
 @pytest.mark.qemu
 @pytest.mark.trees
 def test_boot_61(tree61: Tree, test_modules_61: dict[str, Path]) -> None:
-    """Debian's 6.1 kernel: kmod's insmod with parameters, sysfs, lsmod, rmmod, dmesg."""
+    """Debian's 6.1 kernel: kmod's insmod with parameters, sysfs, lsmod, rmmod, dmesg;
+    then every test module in turn."""
     ko = {name: shlex.quote(str(path)) for name, path in test_modules_61.items()}
     script = f"""
 lkm_case uname
@@ -152,6 +223,7 @@ lkm_case modprobe
 chroot /host /sbin/modprobe -n -v 9p; echo "rc=$?"
 lkm_case dmesg
 dmesg
+{_sequence_script(test_modules_61)}
 exit 5
 """
     r = run_in_vm(tree61, script, timeout=300)
@@ -187,15 +259,16 @@ exit 5
     assert c["modprobe"].splitlines()[-1] == "rc=0"
     log = normalise_log(c["dmesg"])
     assert "lkm_params: loading out-of-tree module taints kernel." in log
-    assert ("lkm_params: module verification failed: signature and/or required key missing"
-            " - tainting kernel") in log
+    assert NOT_SIGNED.format(m="lkm_params") in log
+    _check_sequence(c, test_modules_61, "6.1")
 
 
 @needs_qemu
 @pytest.mark.qemu
 @pytest.mark.trees
 def test_boot_612(tree612: Tree, test_modules_612: dict[str, Path], tmp_path: Path) -> None:
-    """Debian's 6.12 kernel (.ko.xz tree): insmod, parameters, job files, writable tree."""
+    """Debian's 6.12 kernel (.ko.xz tree): insmod, parameters, job files, writable tree;
+    then every test module in turn."""
     ko = shlex.quote(str(test_modules_612["lkm_params"]))
     script = f"""
 lkm_case uname
@@ -216,6 +289,8 @@ lkm_case overlay
 chroot /host sh -c 'touch "$MODDIR/lkm-new" && ls "$MODDIR/lkm-new"'
 lkm_case dmesg
 dmesg
+chroot /host /sbin/rmmod lkm_params
+{_sequence_script(test_modules_612)}
 """
     files: dict[str, bytes | Path] = {"in.txt": b"hello\n",
                                       "sub/copy.ko": test_modules_612["lkm_params"]}
@@ -232,6 +307,7 @@ dmesg
     assert (tmp_path / "out.txt").read_text() == "written\n"
     assert c["overlay"].strip() == f"/lib/modules/{tree612.release}/lkm-new"
     assert "lkm_params: loading out-of-tree module taints kernel." in normalise_log(c["dmesg"])
+    _check_sequence(c, test_modules_612, "6.12")
 
 
 @needs_qemu

@@ -490,10 +490,27 @@ def normalise_addresses(text: str) -> str:
     return _ADDRESS.sub("<addr>", text)
 
 
-def normalise_log(log: str) -> list[str]:
-    """dmesg text as lines without timestamps, addresses and trailing blanks."""
-    return [line.rstrip() for line in normalise_addresses(strip_timestamps(log)).splitlines()
-            if line.strip()]
+def collapse_stack_dumps(lines: list[str]) -> list[str]:
+    """Replace each dump_stack() block ("CPU: ... Comm: ..." to "</TASK>") by "<stack dump>"."""
+    out: list[str] = []
+    inside = False
+    for line in lines:
+        if not inside and line.startswith("CPU: ") and " Comm: " in line:
+            inside = True
+            out.append("<stack dump>")
+        elif inside:
+            inside = line.strip() != "</TASK>"
+        else:
+            out.append(line)
+    return out
+
+
+def normalise_log(log: str, keep_dumps: bool = False) -> list[str]:
+    """dmesg text as lines without timestamps, addresses, trailing blanks and empty lines;
+    stack dumps collapsed to "<stack dump>" unless ``keep_dumps``."""
+    lines = [line.rstrip() for line in normalise_addresses(strip_timestamps(log)).splitlines()
+             if line.strip()]
+    return lines if keep_dumps else collapse_stack_dumps(lines)
 
 
 def split_cases(output: str) -> dict[str, str]:
