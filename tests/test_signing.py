@@ -448,3 +448,107 @@ def test_sign_file_errors(unsigned: Path, keys: dict[str, dict[str, Path]], tmp_
                tmp_path / "o.ko") == 1
     assert "does not match" in capsys.readouterr().err
     assert not (tmp_path / "o.ko").exists()
+
+
+# --- the real kernel ---------------------------------------------------------------------
+
+VM_SCRIPT = r"""
+dmesg -c >/dev/null
+for f in $CASES; do
+  mod=${f%%-*}
+  lkm_case $f
+  chroot /host /sbin/insmod "$JOB/$f.ko" 2>&1
+  echo "rc=$?"
+  if [ -d /sys/module/$mod ]; then echo "taint=$(cat /sys/module/$mod/taint)"; rmmod $mod; fi
+  dmesg -c | grep -E 'Loading of|verification failed' || true
+done
+"""
+
+
+@pytest.mark.qemu
+@pytest.mark.trees
+@needs_sign_file
+@pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="no qemu")
+@pytest.mark.parametrize("enforce", [False, True], ids=["permissive", "sig_enforce"])
+def test_real_kernel_agrees(enforce: bool, tree61: Tree, keys: dict[str, dict[str, Path]],
+                            tmp_path: Path) -> None:
+    """Debian's 6.1 kernel: lkm-signed and sign-file-signed modules behave the same (taint
+    E, or "Key was rejected by service" under module.sig_enforce=1); a Debian-signed
+    module loads; a tampered one is refused in both modes.  lkm verify agrees."""
+    from vm import run_in_vm, split_cases
+
+    def real(name: str) -> Path:
+        return next(p for p in tree61.modules() if p.name == name)
+
+    def stripped(name: str) -> Path:
+        data = real(name).read_bytes()
+        body, _ = split(data)
+        out = tmp_path / f"plain-{name}"
+        out.write_bytes(data[:body])
+        return out
+
+    rsa, ec = keys["rsa"], keys["ec"]
+    files: dict[str, Path] = {}
+    # the same module signed by lkm and by sign-file: RSA by issuer and serial, ECDSA by SKID
+    for tool in ("lkm", "signfile"):
+        for mod, opts in (("crc7", ["sha256", rsa["key"], rsa["pem"]]),
+                          ("crc16", ["-k", "sha256", ec["key"], ec["pem"]])):
+            out = files[f"{mod}-{tool}"] = tmp_path / f"{mod}-{tool}.ko"
+            if tool == "lkm":
+                assert lkm("sign-file", *opts, stripped(f"{mod}.ko"), out) == 0
+            else:
+                sign_file(*opts, stripped(f"{mod}.ko"), out)
+    # sha384 needs sha512_generic, a module in Debian's 6.1 (CONFIG_CRYPTO_SHA512=m)
+    files["crc64-sha384"] = tmp_path / "crc64-sha384.ko"
+    assert lkm("sign-file", "sha384", rsa["key"], rsa["pem"], stripped("crc64.ko"),
+               files["crc64-sha384"]) == 0
+    files["crc8-debian"] = real("crc8.ko")
+    tampered = bytearray(real("ts_kmp.ko").read_bytes())
+    tampered[len(tampered) // 3] ^= 0x20
+    files["ts_kmp-tampered"] = tmp_path / "ts_kmp-tampered.ko"
+    files["ts_kmp-tampered"].write_bytes(bytes(tampered))
+    files["crc_itu_t-unsigned"] = stripped("crc-itu-t.ko")
+
+    config = next((tree61.root / "boot").glob("config-*")).read_text()
+    ring = Keyring(Keyring.from_kernel(tree61.vmlinuz).ders, signing.builtin_digests(config))
+    verdicts = {name: signing.verify_file(p, ring).status for name, p in files.items()}
+    assert verdicts == {
+        "crc7-lkm": Status.UNKNOWN_KEY, "crc7-signfile": Status.UNKNOWN_KEY,
+        "crc16-lkm": Status.UNKNOWN_KEY, "crc16-signfile": Status.UNKNOWN_KEY,
+        "crc64-sha384": Status.UNSUPPORTED,
+        "crc8-debian": Status.VALID, "ts_kmp-tampered": Status.REJECTED,
+        "crc_itu_t-unsigned": Status.UNSIGNED,
+    }
+    assert files["crc7-lkm"].read_bytes() == files["crc7-signfile"].read_bytes()
+
+    order = " ".join(files)
+    script = f"CASES='{order}'\n" + VM_SCRIPT
+    res = run_in_vm(tree61, script, files={f"{n}.ko": p for n, p in files.items()},
+                    append="module.sig_enforce=1" if enforce else "", timeout=600)
+    assert res.rc == 0, res.output
+    if os.environ.get("LKM_SHOW_VM"):
+        print(res.output)
+    cases = split_cases(res.output)
+    rejected = "Key was rejected by service"
+    for name, status in verdicts.items():
+        out = cases[name]
+        if status is Status.VALID:
+            assert "rc=0" in out and "taint=\n" in out, (name, out)
+        elif status is Status.REJECTED or enforce:
+            assert rejected in out and "rc=1" in out, (name, out)
+        else:
+            assert "rc=0" in out and "taint=E\n" in out, (name, out)
+    reasons = {Status.UNKNOWN_KEY: "Loading of module with unavailable key is rejected",
+               Status.UNSUPPORTED: "Loading of module with unsupported crypto is rejected",
+               Status.UNSIGNED: "Loading of unsigned module is rejected"}
+    for name, status in verdicts.items():
+        if enforce and status in reasons:
+            assert reasons[status] in cases[name], (name, cases[name])
+    for mod in ("crc7", "crc16"):
+        lkm_out = cases[f"{mod}-lkm"].replace(f"{mod}-lkm.ko", "X")
+        assert lkm_out == cases[f"{mod}-signfile"].replace(f"{mod}-signfile.ko", "X") or (
+            "verification failed" in lkm_out)
+    # the kernel says "module verification failed" once per boot, at the first E taint
+    first = next(n for n, st in verdicts.items() if st is not Status.VALID)
+    assert ("module verification failed: signature and/or required key missing"
+            in cases[first]) is not enforce

@@ -301,9 +301,16 @@ class Key:
 
 
 class Keyring:
-    """Trusted certificates: the kernel's builtin (and secondary) keyring."""
+    """Trusted certificates: the kernel's builtin (and secondary) keyring.
 
-    def __init__(self, certs: Iterable[bytes] = ()) -> None:
+    ``digests`` limits the hash algorithms the kernel can compute (None: every one
+    lkm knows); a signature using another gives ENOPKG, as in a kernel whose
+    CONFIG_CRYPTO_SHA512 is a module not yet loaded (see builtin_digests).
+    """
+
+    def __init__(self, certs: Iterable[bytes] = (), digests: Iterable[str] | None = None
+                 ) -> None:
+        self.digests = frozenset(digests) if digests is not None else None
         self.keys: list[Key] = []
         self._by_id: dict[tuple[str, bytes], Key] = {}
         for der in certs:
@@ -369,6 +376,24 @@ class Keyring:
         from lkm.kimage import KernelImage, locate_vmlinuz
 
         return cls(KernelImage.load(locate_vmlinuz(path)).certificates)
+
+
+_CONFIG_DIGESTS = {
+    "CONFIG_CRYPTO_MD5": ("md5",), "CONFIG_CRYPTO_SHA1": ("sha1",),
+    "CONFIG_CRYPTO_SHA256": ("sha224", "sha256"), "CONFIG_CRYPTO_SHA512": ("sha384", "sha512"),
+    "CONFIG_CRYPTO_SHA3": ("sha3-256", "sha3-384", "sha3-512"),
+}
+
+
+def builtin_digests(config: str) -> frozenset[str]:
+    """The hash algorithms built into a kernel (=y) according to its .config text: those a
+    module signature can use before any crypto module is loaded."""
+    out: set[str] = set()
+    for line in config.splitlines():
+        name, eq, value = line.partition("=")
+        if eq and value == "y" and name in _CONFIG_DIGESTS:
+            out.update(_CONFIG_DIGESTS[name])
+    return frozenset(out)
 
 
 # --- verification ------------------------------------------------------------------------
@@ -508,7 +533,7 @@ def verify_module(content: bytes | memoryview | mmap.mmap, keyring: Keyring,
         return _verdict(errno.EKEYREJECTED, "Invalid module sig (not pkcs7-data)", **info)
     if have_authattrs:
         return _verdict(errno.EKEYREJECTED, "Invalid module sig (has authattrs)", **info)
-    if h is None:
+    if h is None or (keyring.digests is not None and h.name not in keyring.digests):
         return _verdict(errno.ENOPKG, f"unsupported digest {info['hash_algo'] or si.digest_oid}",
                         **info)
     key = keyring.find("skid" if si.by_skid else "id", si.ident)
@@ -799,9 +824,9 @@ def module_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
 _worker_ring: Keyring | None = None
 
 
-def _init_worker(ders: list[bytes]) -> None:
+def _init_worker(ders: list[bytes], digests: frozenset[str] | None) -> None:
     global _worker_ring
-    _worker_ring = Keyring(ders)
+    _worker_ring = Keyring(ders, digests)
 
 
 def _work(path: str) -> tuple[Verdict, VerifyStats]:
@@ -824,7 +849,7 @@ def verify_files(files: Sequence[str | os.PathLike[str]], keyring: Keyring,
     import multiprocessing
 
     ctx = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
-    with ctx.Pool(jobs, initializer=_init_worker, initargs=(keyring.ders,)) as pool:
+    with ctx.Pool(jobs, initializer=_init_worker, initargs=(keyring.ders, keyring.digests)) as pool:
         chunk = max(1, min(64, len(paths) // (jobs * 8)))
         for p, (v, st) in zip(paths, pool.imap(_work, [str(p) for p in paths], chunk),
                               strict=True):
