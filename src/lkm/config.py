@@ -74,6 +74,11 @@ def logical_lines(text: str) -> Iterable[tuple[int, str]]:
 # --------------------------------------------------------------------------- helpers
 
 
+def libkmod_pos(where: str) -> str:
+    """The source position Debian's kmod 30 prints with a libkmod message."""
+    return f"../libkmod/{where}"
+
+
 def _dec(b: bytes) -> str:
     return b.decode("utf-8", "surrogateescape")
 
@@ -233,7 +238,7 @@ def _csplit(s: str) -> list[str]:
 class ModprobeConfig:
     """modprobe.d plus the kernel command line, as libkmod holds it (lists in reading order).
 
-    ``messages`` are the (priority, function, text) diagnostics libkmod logs while parsing
+    ``messages`` are the (priority, position, function, text) diagnostics libkmod logs while parsing
     (bad lines, deprecated commands, sub-directories), to be shown by the tool.
     """
 
@@ -244,7 +249,8 @@ class ModprobeConfig:
         self.install_commands: list[tuple[str, str]] = []  # (pattern, command)
         self.remove_commands: list[tuple[str, str]] = []
         self.softdeps: list[Softdep] = []
-        self.messages: list[tuple[int, str, str]] = []  # (priority, libkmod function, text)
+        # (priority, libkmod source position, libkmod function, text)
+        self.messages: list[tuple[int, str, str, str]] = []
         self.files: list[str] = []
         self._cache: dict[str, object] = {}
 
@@ -289,7 +295,8 @@ class ModprobeConfig:
                 names = os.listdir(path)
             except OSError as e:
                 self.messages.append(
-                    (LOG_ERR, "conf_files_list", f"opendir({path}): {e.strerror}\n"))
+                    (LOG_ERR, libkmod_pos("libkmod-config.c:868"), "conf_files_list",
+                     f"opendir({path}): {e.strerror}\n"))
                 continue
             for name in names:
                 if name.startswith(".") or len(name) < 6 or not (
@@ -302,7 +309,7 @@ class ModprobeConfig:
                     isdir = False
                 if isdir:
                     self.messages.append(
-                        (LOG_ERR, "conf_files_filter_out",
+                        (LOG_ERR, libkmod_pos("libkmod-config.c:772"), "conf_files_filter_out",
                          f"Directories inside directories are not supported: {full}\n"))
                     continue
                 chosen.setdefault(name, full)
@@ -349,13 +356,13 @@ class ModprobeConfig:
                     self.softdeps.append(Softdep.parse(m, rest))
             elif cmd in ("include", "config"):
                 self.messages.append(
-                    (LOG_ERR, "kmod_config_parse",
+                    (LOG_ERR, libkmod_pos("libkmod-config.c:708"), "kmod_config_parse",
                      f"{filename}: command {cmd} is deprecated and not parsed anymore\n"))
             else:
                 ok = False
             if not ok:
                 self.messages.append(
-                    (LOG_ERR, "kmod_config_parse",
+                    (LOG_ERR, libkmod_pos("libkmod-config.c:712"), "kmod_config_parse",
                      f"{filename} line {linenum}: ignoring bad line starting with '{cmd}'\n"))
         self._cache.clear()
 
@@ -436,7 +443,7 @@ class ModprobeConfig:
         m = underscores(modname)
         if m is None:
             self.messages.append(
-                (LOG_ERR, "kcmdline_parse_result",
+                (LOG_ERR, libkmod_pos("libkmod-config.c:489"), "kcmdline_parse_result",
                  "Ignoring bad option on kernel command line while parsing module "
                  f"name: '{modname}'\n"))
         else:

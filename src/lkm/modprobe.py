@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
-from lkm.config import LOG_ERR, LOG_INFO, ModprobeConfig, Softdep
+from lkm.config import LOG_ERR, LOG_INFO, ModprobeConfig, Softdep, libkmod_pos
 from lkm.errors import IndexError_, InvalidAlias, KernelError, LkmError
 from lkm.index import Index
 from lkm.kernel.backend import (
@@ -56,14 +56,14 @@ REMOVE_FORCE = O_TRUNC
 REMOVE_NOWAIT = O_NONBLOCK
 REMOVE_NOLOG = 1
 
-LogFn = Callable[[int, str, str], None]
+LogFn = Callable[[int, str, str, str], None]  # (priority, position, function, text)
 _NONE: list[Module] = []
 # a parsed modules.dep line: the module's path, each dependency with its _path_info
 _DepLine = tuple[str, list[tuple[str, "tuple[str, str] | int"]]]
 ShowFn = Callable[[str], None]
 
 
-def _nolog(prio: int, fn: str, msg: str) -> None:
+def _nolog(prio: int, where: str, fn: str, msg: str) -> None:
     pass
 
 
@@ -168,7 +168,7 @@ class Modprobe:
             if m.path is None:
                 m.path = abspath
             elif m.path != abspath:
-                self.log(LOG_ERR, "kmod_module_new_from_path",
+                self.log(LOG_ERR, libkmod_pos("libkmod-module.c:428"), "kmod_module_new_from_path",
                          f"kmod_module '{name}' already exists with different path: "
                          f"new-path='{abspath}' old-path='{m.path}'\n")
                 raise OSError(errno.EEXIST, os.strerror(errno.EEXIST))
@@ -246,7 +246,7 @@ class Modprobe:
             try:
                 deps.append(self.from_path(path))
             except OSError as e:
-                self.log(LOG_ERR, "kmod_module_parse_depline",
+                self.log(LOG_ERR, libkmod_pos("libkmod-module.c:191"), "kmod_module_parse_depline",
                          f"ctx={self.dirname} path={path} error={e.strerror}\n")
                 mod.dep_init = False
                 return
@@ -331,7 +331,7 @@ class Modprobe:
         for depname in names:
             err, found = self.lookup(depname)
             if err < 0:
-                self.log(LOG_ERR, "lookup_softdep",
+                self.log(LOG_ERR, libkmod_pos("libkmod-module.c:1567"), "lookup_softdep",
                          f"failed to lookup soft dependency '{depname}', continuing anyway.\n")
                 continue
             out.extend(found)
@@ -355,7 +355,8 @@ class Modprobe:
                 return -(e.errno or errno.ENOENT)
         state = {"live\n": LIVE, "coming\n": COMING, "going\n": GOING}.get(text)
         if state is None:
-            self.log(LOG_ERR, "kmod_module_get_initstate", f"unknown {path}: '{text}'\n")
+            self.log(LOG_ERR, libkmod_pos("libkmod-module.c:1847"), "kmod_module_get_initstate",
+                     f"unknown {path}: '{text}'\n")
             return -errno.EINVAL
         return state
 
@@ -372,7 +373,7 @@ class Modprobe:
         try:
             return int(text.strip() or "x")
         except ValueError:
-            self.log(LOG_ERR, "kmod_module_get_refcnt",
+            self.log(LOG_ERR, libkmod_pos("libkmod-module.c:1967"), "kmod_module_get_refcnt",
                      f"could not read integer from '{path}': '{os.strerror(errno.EINVAL)}'\n")
             return -errno.EINVAL
 
@@ -382,7 +383,7 @@ class Modprobe:
         try:
             names = self.kernel.list_dir(dname)
         except OSError as e:
-            self.log(LOG_ERR, "kmod_module_get_holders",
+            self.log(LOG_ERR, libkmod_pos("libkmod-module.c:1998"), "kmod_module_get_holders",
                      f"could not open '{dname}': {os.strerror(e.errno or errno.ENOENT)}\n")
             return []
         return [self.from_name(n) for n in names if n not in (".", "..")]
@@ -568,12 +569,12 @@ class Modprobe:
         cmd = command.replace("$CMDLINE_OPTS", options or "")
         rc = run_command(cmd, mod.name, self.before_command)
         if rc is None:
-            self.log(LOG_ERR, "command_do",
+            self.log(LOG_ERR, libkmod_pos("libkmod-module.c:1041"), "command_do",
                      f"Could not run install command '{cmd}' for module {mod.name}: "
                      f"{os.strerror(errno.ENOENT)}\n")
             return -errno.EINVAL
         if rc:
-            self.log(LOG_ERR, "command_do",
+            self.log(LOG_ERR, libkmod_pos("libkmod-module.c:1047"), "command_do",
                      f"Error running install command '{cmd}' for module {mod.name}: "
                      f"retcode {rc}\n")
             return -errno.EINVAL
@@ -586,14 +587,14 @@ class Modprobe:
         """kmod_module_insert_module: load the module's file; 0 or -errno."""
         path = self.path(mod)
         if path is None:
-            self.log(LOG_ERR, "kmod_module_insert_module",
+            self.log(LOG_ERR, libkmod_pos("libkmod-module.c:895"), "kmod_module_insert_module",
                      f"could not find module by name='{mod.name}'\n")
             return -errno.ENOENT
         err, loaded = insert_file(self.kernel, path, options or "",
                                   force_vermagic=bool(flags & PROBE_FORCE_VERMAGIC),
                                   force_modversion=bool(flags & PROBE_FORCE_MODVERSION))
         if err < 0 and loaded:
-            self.log(LOG_INFO, "kmod_module_insert_module",
+            self.log(LOG_INFO, libkmod_pos("libkmod-module.c:949"), "kmod_module_insert_module",
                      f"Failed to insert module '{path}': {os.strerror(-err)}\n")
         return err
 
@@ -603,7 +604,7 @@ class Modprobe:
             self.kernel.delete_module(mod.name, O_NONBLOCK | (flags & REMOVE_FORCE))
         except KernelError as e:
             if not flags & REMOVE_NOLOG:
-                self.log(LOG_ERR, "kmod_module_remove_module",
+                self.log(LOG_ERR, libkmod_pos("libkmod-module.c:856"), "kmod_module_remove_module",
                          f"could not remove '{mod.name}': {os.strerror(e.errno)}\n")
             return -e.errno
         return 0

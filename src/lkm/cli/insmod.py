@@ -71,8 +71,8 @@ def _main(prog: str, argv: list[str]) -> int:
 
     kernel = get_backend()
     ctx = running_kernel_context(kernel)
-    for prio, fn, msg in ctx.config.messages:
-        log.lib(prio, fn, msg)
+    for prio, where, fn, msg in ctx.config.messages:
+        log.lib(prio, where, fn, msg)
     path = make_absolute(filename)
     try:
         os.stat(path)

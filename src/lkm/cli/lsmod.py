@@ -19,13 +19,14 @@ def main(prog: str, argv: list[str]) -> int:
 
     kernel = get_backend()
     ctx = running_kernel_context(kernel, log.lib)
-    for prio, fn, msg in ctx.config.messages:
-        log.lib(prio, fn, msg)
+    for prio, where, fn, msg in ctx.config.messages:
+        log.lib(prio, where, fn, msg)
     try:
         text = kernel.read_text("/proc/modules")
     except OSError as e:
         reason = os.strerror(e.errno or 2)
-        log.lib(3, "kmod_module_new_from_loaded", f"could not open /proc/modules: {reason}\n")
+        log.lib(3, "../libkmod/libkmod-module.c:1725", "kmod_module_new_from_loaded",
+                f"could not open /proc/modules: {reason}\n")
         write_err(f"Error: could not get list of modules: {reason}\n")
         return 1
     out = ["Module                  Size  Used by\n"]

@@ -11,6 +11,7 @@ from typing import Literal
 from lkm.cli._common import (
     LOG_CRIT,
     LOG_ERR,
+    LOG_INFO,
     LOG_WARNING,
     NO_ARGUMENT,
     REQUIRED_ARGUMENT,
@@ -215,8 +216,8 @@ class _Tool:
     def error(self, msg: str) -> None:
         self.log.log(LOG_ERR, msg)
 
-    def lib(self, prio: int, fn: str, msg: str) -> None:
-        self.log.lib(prio, fn, msg)
+    def lib(self, prio: int, where: str, fn: str, msg: str) -> None:
+        self.log.lib(prio, where, fn, msg)
 
     def show_line(self, text: str) -> None:
         """SHOW(): printed with -D or -v, flushed at once."""
@@ -353,17 +354,34 @@ def _main(t: _Tool, argv: list[str]) -> int:
         dirname = f"/lib/modules/{kernel.release()}"
     dirname = make_absolute(dirname)
     config = ModprobeConfig.load(config_paths, dirname, kernel.cmdline())
-    for prio, fn, msg in config.messages:
-        t.lib(prio, fn, msg)
+    for prio, where, fn, msg in config.messages:
+        t.lib(prio, where, fn, msg)
     # log_setup_kmod_log: from here libkmod speaks through the tool's logger
     t.log.priority = t.verbose
     t.log.kmod_log = True
     t.log.lib_priority = t.verbose
+    t.lib(LOG_INFO, "../libkmod/libkmod.c:367", "kmod_set_log_fn",
+          f"custom logging function {_pointer(t)} registered\n")
 
     moddir = ModuleDir(dirname)
     ctx = Modprobe(moddir, config, kernel, t.lib)
     ctx.before_command = t.out.sync
 
+    rc = _dispatch(t, ctx, args, show_config, show_modversions, show_exports, do_remove,
+                   use_all)
+    t.lib(LOG_INFO, "../libkmod/libkmod.c:334", "kmod_unref",
+          f"context {_pointer(ctx)} released\n")
+    return rc
+
+
+def _pointer(obj: object) -> str:
+    """A pointer-like text for libkmod's INFO messages that print one."""
+    return f"{id(obj):#x}"
+
+
+def _dispatch(t: _Tool, ctx: object, args: list[str], show_config: bool,
+              show_modversions: bool, show_exports: bool, do_remove: bool,
+              use_all: bool) -> int:
     if show_config:
         return _show_config(t, ctx)
     if show_modversions:
@@ -430,6 +448,9 @@ def _show_versions(t: _Tool, filename: str, exports: bool) -> int:
         return 1
     what = "symbols" if exports else "modversions"
     try:
+        with open(filename, "rb") as f:
+            if len(f.read(6)) < 6:  # libkmod reads a 6-byte magic first
+                raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
         mf = ModuleFile.open(filename)
         rows = module_symbols(mf) if exports else module_versions(mf)
     except OSError as e:

@@ -79,8 +79,8 @@ def _main(prog: str, argv: list[str]) -> int:
 
     kernel = get_backend()
     ctx = running_kernel_context(kernel, log.lib)
-    for prio, fn, msg in ctx.config.messages:
-        log.lib(prio, fn, msg)
+    for prio, where, fn, msg in ctx.config.messages:
+        log.lib(prio, where, fn, msg)
     # log_setup_kmod_log: libkmod now speaks through the tool at the tool's priority
     log.priority = log.lib_priority = verbose
     log.kmod_log = True
