@@ -808,7 +808,7 @@ def _check_modinfo_retpoline(k: KernelState, info: _Info, mod: _ModRef, log: Pri
         return
     if not k.spectre_v2_mitigated or info.get_modinfo("retpoline") is not None:
         return
-    log.err("System may be vulnerable to spectre v2")
+    log.err("Spectre V2 : System may be vulnerable to spectre v2")
     log.warn(f"{mod.name}: loading module not compiled with retpoline compiler.")
 
 
@@ -1233,7 +1233,7 @@ def _apply_relocations(k: KernelState, info: _Info, mref: _ModRef, lay: _Layout,
             size = {R_X86_64_64: 8, R_X86_64_32: 4, R_X86_64_32S: 4, R_X86_64_PC32: 4,
                     R_X86_64_PLT32: 4, R_X86_64_PC64: 8}.get(rtype)
             if size is None:
-                log.err(f"{mref.name}: Unknown rela relocation: {rtype}")
+                log.err(f"module: {mref.name}: Unknown rela relocation: {rtype}")
                 raise _Fail(errno.ENOEXEC)
             val = (_sym_address(k, info, lay, rinfo >> 32) + addend) & ((1 << 64) - 1)
             loc = base + off
@@ -1251,13 +1251,14 @@ def _apply_relocations(k: KernelState, info: _Info, mref: _ModRef, lay: _Layout,
                 if overflow:
                     _overflow(mref, rtype, val, log)
                 if nonzero:
-                    log.err(f"x86/modules: Invalid relocation target, existing value is nonzero"
-                            f" for type {rtype}, loc {loc & 0xFFFFFFFF:016x}, val {val:x}")
+                    log.err("module: x86/modules: Invalid relocation target, existing value is "
+                            f"nonzero for type {rtype}, loc {loc & 0xFFFFFFFF:016x}, "
+                            f"val {val:x}")
                     raise _Fail(errno.ENOEXEC)
             else:
                 if nonzero:
-                    log.err(f"x86/modules: Skipping invalid relocation target, existing value "
-                            f"is nonzero for type {rtype}, loc {loc & 0xFFFFFFFF:016x}, "
+                    log.err("module: x86/modules: Skipping invalid relocation target, existing "
+                            f"value is nonzero for type {rtype}, loc {loc & 0xFFFFFFFF:016x}, "
                             f"val {val:x}")
                     raise _Fail(errno.ENOEXEC)
                 if overflow:
@@ -1267,8 +1268,8 @@ def _apply_relocations(k: KernelState, info: _Info, mref: _ModRef, lay: _Layout,
 
 
 def _overflow(mref: _ModRef, rtype: int, val: int, log: Printk) -> None:
-    log.err(f"overflow in relocation type {rtype} val {val:x}")
-    log.err(f"`{mref.name}' likely not compiled with -mcmodel=kernel")
+    log.err(f"module: overflow in relocation type {rtype} val {val:x}")
+    log.err(f"module: `{mref.name}' likely not compiled with -mcmodel=kernel")
     raise _Fail(errno.ENOEXEC)
 
 

@@ -409,6 +409,9 @@ def parse_args(doing: str, args: str, params: list[KernelParam], log: Printk,
         ret = _parse_one(param, val, params, log, unknown, min_level, max_level, on_unsafe)
         if ret == 0:
             continue
+        if val is not None and any(kp.type == "array" and parameq(param, kp.name)
+                                   for kp in params):
+            val = val.split(",", 1)[0]  # param_array() cut it at each comma it passed
         if ret == -errno.ENOENT:
             log.err(f"{doing}: Unknown parameter `{param}'")
         elif ret == -errno.ENOSPC:

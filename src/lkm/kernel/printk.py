@@ -25,23 +25,26 @@ class LogRecord:
     text: str
     seq: int = 0
     usec: int = 0  # timestamp in microseconds since "boot"
+    pending: bool = False  # not finalized yet: readers do not see it
 
     def to_json(self) -> list[object]:
-        return [self.level, self.text, self.seq, self.usec]
+        v: list[object] = [self.level, self.text, self.seq, self.usec]
+        if self.pending:
+            v.append(1)
+        return v
 
     @classmethod
     def from_json(cls, v: list[object]) -> LogRecord:
-        level, text, seq, usec = v
+        level, text, seq, usec = v[:4]
         assert isinstance(level, int) and isinstance(text, str)
         assert isinstance(seq, int) and isinstance(usec, int)
-        return cls(level, text, seq, usec)
+        return cls(level, text, seq, usec, len(v) > 4)
 
 
 class Printk:
     """A sink for log lines: collects (level, text) in the order printed.
 
-    Multi-line messages (one printk with embedded newlines) become several records,
-    as /dev/kmsg shows them.  ``once`` keys implement pr_*_once.
+    ``once`` keys implement pr_*_once.
     """
 
     def __init__(self, once: set[str] | None = None) -> None:
@@ -49,8 +52,8 @@ class Printk:
         self.once: set[str] = once if once is not None else set()
 
     def log(self, level: int, text: str) -> None:
-        for line in text.rstrip("\n").split("\n"):
-            self.records.append((level, line))
+        """One printk: one record (an embedded newline stays in it, as in the kernel)."""
+        self.records.append((level, text[:-1] if text.endswith("\n") else text))
 
     def err(self, text: str) -> None:
         self.log(KERN_ERR, text)
@@ -76,6 +79,13 @@ class Printk:
         return [t for _, t in self.records]
 
 
+def record_text_max(version: tuple[int, int, int]) -> int:
+    """Longest text a record keeps: LOG_LINE_MAX (992, 6.1) or PRINTKRB_RECORD_MAX (1024,
+    6.10+) less the terminating NUL and the 2-byte level prefix printk_sprint strips."""
+    return (1024 if version[:2] >= (6, 10) else 992) - 3
+
+
 def format_dmesg(rec: LogRecord) -> str:
-    """A record as dmesg prints it: ``[    1.234567] text``."""
-    return f"[{rec.usec // 1000000:5d}.{rec.usec % 1000000:06d}] {rec.text}"
+    """A record as dmesg prints it: ``[    1.234567] text`` (\\x0a: a new line)."""
+    text = rec.text.replace("\\x0a", "\n")
+    return f"[{rec.usec // 1000000:5d}.{rec.usec % 1000000:06d}] {text}"

@@ -41,7 +41,7 @@ from lkm.kernel.loader import (
     load_module,
 )
 from lkm.kernel.params import kstrtobool, param_get, sysfs_store
-from lkm.kernel.printk import KERN_INFO, KERN_NOTICE, LogRecord, Printk
+from lkm.kernel.printk import KERN_INFO, KERN_NOTICE, LogRecord, Printk, record_text_max
 from lkm.kernel.profile import KernelProfile, ProfileError
 
 STATE_FORMAT = 1
@@ -295,11 +295,24 @@ class VirtualKernel(KernelBackend):
             return self._load()
 
     def _append(self, lines: list[tuple[int, str]], at: float | None = None) -> None:
+        """Store printk records.  A text longer than a record holds is cut, loses its
+        final newline and so stays unfinalized (unseen by readers) until the next record,
+        as the kernel's printk ring buffer does."""
+        if not lines:
+            return
         now = time.time() if at is None else self._boot + at
         usec = max(0, int((now - self._boot) * 1e6))
+        if self._log and self._log[-1].pending:
+            last = self._log[-1]
+            self._log[-1] = LogRecord(last.level, last.text, last.seq, last.usec)
+        limit = record_text_max(self.profile.version)
         for level, text in lines:
+            if self._log and self._log[-1].pending:
+                last = self._log[-1]
+                self._log[-1] = LogRecord(last.level, last.text, last.seq, last.usec)
             self._seq += 1
-            self._log.append(LogRecord(level, kmsg_escape(text), self._seq, usec))
+            esc = kmsg_escape(text[:limit])
+            self._log.append(LogRecord(level, esc, self._seq, usec, len(text) > limit))
 
     # -- syscalls ------------------------------------------------------------------------
     def finit_module(self, path: str, params: str, flags: int = 0) -> None:
@@ -376,7 +389,7 @@ class VirtualKernel(KernelBackend):
     def log_records(self) -> list[LogRecord]:
         with self._lock(exclusive=False):
             self._load()
-        return list(self._log)
+        return [r for r in self._log if not r.pending]
 
     # -- views ---------------------------------------------------------------------------
     def read_text(self, path: str) -> str:
@@ -408,6 +421,10 @@ def _norm(path: str) -> str:
         else:
             out.append(x)
     return "/" + "/".join(out)
+
+
+LOCKDOWN_PATH = "/sys/kernel/security/lockdown"
+LOCKDOWN_LEVELS = ("none", "integrity", "confidentiality")
 
 
 def _oserr(err: int, path: str) -> OSError:
@@ -469,6 +486,9 @@ def render(k: KernelState, path: str) -> str:
         return k.profile.compression + "\n"
     if p == "/sys/module/module/parameters/sig_enforce":
         return "Y\n" if k.sig_enforce else "N\n"
+    if p == LOCKDOWN_PATH and k.profile.enabled("SECURITY_LOCKDOWN_LSM"):
+        return " ".join(f"[{n}]" if i == k.lockdown else n
+                        for i, n in enumerate(LOCKDOWN_LEVELS)) + "\n"
     parts = p.strip("/").split("/")
     if len(parts) >= 3 and parts[0] == "sys" and parts[1] == "module":
         m = k.find_module(parts[2])
@@ -567,6 +587,21 @@ def write(k: KernelState, path: str, value: str, log: Printk) -> None:
             raise _oserr(errno.EROFS, path)
         if b:
             k.sig_enforce = True
+        return
+    if path == LOCKDOWN_PATH and k.profile.enabled("SECURITY_LOCKDOWN_LSM"):
+        state = value[:-1] if value.endswith("\n") else value
+        err = errno.EINVAL
+        for i, n in enumerate(LOCKDOWN_LEVELS):
+            if state == n:
+                if k.lockdown >= i:
+                    err = errno.EPERM
+                else:
+                    k.lockdown = i
+                    log.notice("Kernel is locked down from securityfs; see man "
+                               "kernel_lockdown.7")
+                    err = 0
+        if err:
+            raise _oserr(err, path)
         return
     if path == "/proc/sys/kernel/tainted":
         from lkm.kernel.params import kstrtoull
