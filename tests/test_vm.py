@@ -21,6 +21,7 @@ from vm import (
     normalise_log,
     run_in_vm,
     split_cases,
+    tree_with_modules,
 )
 
 needs_qemu = pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None,
@@ -281,20 +282,28 @@ lkm_case params
 cd /sys/module/lkm_params/parameters && for f in p_int p_charp p_array; do
   echo "$f=$(cat $f)"; done
 lkm_case modinfo
-chroot /host /sbin/modinfo -F filename 9p
+chroot /host /sbin/modinfo -F filename lkm_user
 lkm_case files
 cat /job/in.txt; cmp /job/sub/copy.ko "$JOB/sub/copy.ko" && echo same
 chroot /host sh -c 'echo written >"$JOB/out.txt"'
 lkm_case overlay
 chroot /host sh -c 'touch "$MODDIR/lkm-new" && ls "$MODDIR/lkm-new"'
+lkm_case modprobe
+chroot /host /sbin/rmmod lkm_params
+chroot /host /sbin/modprobe lkm_softdep
+cut -d' ' -f1 /proc/modules | grep lkm_
+chroot /host /sbin/modprobe -r lkm_user lkm_softdep; grep -c lkm_ /proc/modules
 lkm_case dmesg
 dmesg
-chroot /host /sbin/rmmod lkm_params
 {_sequence_script(test_modules_612)}
 """
     files: dict[str, bytes | Path] = {"in.txt": b"hello\n",
                                       "sub/copy.ko": test_modules_612["lkm_params"]}
-    r = run_in_vm(tree612, script, files, timeout=300, writable_modules=True, workdir=tmp_path)
+    moddir = tree_with_modules(tree612, {n: p for n, p in test_modules_612.items()
+                                         if not n.startswith("lkm_dup_")}, tmp_path / "root",
+                               whole=False)
+    r = run_in_vm(tree612, script, files, timeout=300, moddir=moddir, writable_modules=True,
+                  workdir=tmp_path / "job")
     print(f"6.12 boot: {r.boot_seconds:.2f} s to the script, {r.seconds:.2f} s in all")
     assert r.rc == 0, r.output
     c = split_cases(r.output)
@@ -302,10 +311,13 @@ chroot /host /sbin/rmmod lkm_params
     assert {"9p", "9pnet", "9pnet_virtio", "netfs"} <= set(c["lsmod"].split())
     assert c["insmod"].strip() == "rc=0"
     assert _sysfs(c["params"]) == {"p_int": "-12", "p_charp": "xz", "p_array": "1,2,3,4"}
-    assert c["modinfo"].strip() == f"/lib/modules/{tree612.release}/kernel/fs/9p/9p.ko.xz"
+    assert c["modinfo"].strip() == f"/lib/modules/{tree612.release}/extra/lkm_user.ko"
     assert c["files"].splitlines() == ["hello", "same"]
-    assert (tmp_path / "out.txt").read_text() == "written\n"
+    assert (tmp_path / "job" / "out.txt").read_text() == "written\n"
     assert c["overlay"].strip() == f"/lib/modules/{tree612.release}/lkm-new"
+    assert not (moddir / "lkm-new").exists()
+    # softdep: lkm_params before lkm_softdep, lkm_user after it (newest first in /proc/modules)
+    assert c["modprobe"].split() == ["lkm_user", "lkm_softdep", "lkm_params", "0"]
     assert "lkm_params: loading out-of-tree module taints kernel." in normalise_log(c["dmesg"])
     _check_sequence(c, test_modules_612, "6.12")
 

@@ -10,9 +10,10 @@ busybox, an /init and the tree's own 9p/virtio modules. The guest then sees:
   act on the guest kernel;
 - ``/host/lib/modules``: a tmpfs holding only ``<release>``, a bind mount of the
   module tree given as ``moddir`` (default: the tree's kmod-indexed copy,
-  ``tree.kmod_moddir``, so modprobe works at once). Inside the chroot, the tools
-  find the tree at their default place; no -b/-d options are needed. With
-  ``writable_modules=True`` it is an overlay (tmpfs upper), so depmod can write;
+  ``tree.kmod_moddir``, so modprobe works at once; ``tree_with_modules`` makes one
+  holding test modules too). Inside the chroot, the tools find the tree at their
+  default place; no -b/-d options are needed. With ``writable_modules=True`` it is
+  an overlay (tmpfs upper), so depmod can write;
 - ``/host/var/tmp``: a writable tmpfs scratch (the host's /var/tmp is hidden);
 - the job directory: a host directory shared read-write, at ``/job`` in the guest
   and at its own host path (``$JOB``) inside the chroot. ``files`` are written
@@ -373,6 +374,38 @@ def _write_files(job: Path, files: Mapping[str, bytes | Path]) -> None:
             shutil.copyfile(content, dst)
 
 
+def tree_with_modules(tree: TreeLike, modules: Mapping[str, Path], dest: Path,
+                      subdir: str = "extra", whole: bool = True) -> Path:
+    """A module directory for run_in_vm's ``moddir``: ``tree``'s modules (hard links) plus
+    ``modules`` (name -> .ko, copied into ``subdir``), indexed by kmod's depmod.
+
+    With ``whole=False`` only the tree's top-level files (modules.order, modules.builtin,
+    ...) are taken, not its kernel/ directory: much faster to index (no decompression of
+    thousands of modules). Built under ``dest`` (dest/lib/modules/<release>); returns
+    that directory.
+    """
+    src = tree.moddir
+    out = dest / "lib" / "modules" / tree.release
+    for dirpath, dirnames, filenames in os.walk(src):
+        if not whole:
+            dirnames.clear()
+        target = out / Path(dirpath).relative_to(src)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in filenames:
+            try:
+                os.link(Path(dirpath) / name, target / name)
+            except OSError:
+                shutil.copy2(Path(dirpath) / name, target / name)
+    (out / subdir).mkdir(parents=True, exist_ok=True)
+    for name, ko in modules.items():
+        shutil.copyfile(ko, out / subdir / f"{name}.ko")
+    p = subprocess.run(["/sbin/depmod", "-b", str(dest), tree.release], capture_output=True,
+                       text=True)
+    if p.returncode != 0:
+        raise VmError(f"depmod -b {dest} failed: {p.stderr}")
+    return out
+
+
 def _env_file(tree: TreeLike, job: Path, moddir: Path, overlay: bool) -> str:
     lkm = lkm_executable()
     env = {
@@ -461,6 +494,10 @@ def run_in_vm(tree: TreeLike, script: str, files: Mapping[str, bytes | Path] | N
             proc.communicate()
             raise VmTimeout(f"the guest did not finish within {timeout} s",
                             _read(output), _read(console)) from None
+        finally:
+            if proc.poll() is None:  # interrupted: do not leave the guest running
+                proc.kill()
+                proc.wait()
         console_text = _read(console).replace("\r\n", "\n")
         body, rc, boot, fail = _parse_output(_read(output))
     seconds = time.monotonic() - begin
