@@ -59,10 +59,11 @@ def headers_dir(release: str) -> Path | None:
 
 
 def source_hash(headers: Path) -> str:
-    """Hash of the module sources, this build recipe and the headers' exports and config."""
+    """Hash of the module sources (not READMEs), this build recipe and the headers' exports
+    and config."""
     h = hashlib.sha256()
     for p in sorted(SOURCES.rglob("*")):
-        if p.is_file() and "__pycache__" not in p.parts:
+        if p.is_file() and "__pycache__" not in p.parts and not p.name.startswith("README"):
             h.update(str(p.relative_to(SOURCES)).encode() + b"\0")
             h.update(p.read_bytes() + b"\0")
     h.update(Path(__file__).read_bytes())
