@@ -293,6 +293,19 @@ def test_pkcs7_shapes(unsigned: Path, keys: dict[str, dict[str, Path]]) -> None:
     attrs = base.sign(serialization.Encoding.DER, opts)
     v = verify_module(_resign_trailer(body, attrs), ring)
     assert (v.status, v.reason) == (Status.REJECTED, "Invalid module sig (has authattrs)")
+    # two signers, the first unknown to the kernel: the second one counts
+    ec_key = signing.load_private_key(keys["ec"]["key"])
+    ec_cert = x509.load_der_x509_certificate(keys["ec"]["der"].read_bytes())
+    two = (pkcs7.PKCS7SignatureBuilder().set_data(body).add_signer(ec_cert, ec_key,
+                                                                    hashes.SHA256())
+           .add_signer(cert, key, hashes.SHA256())
+           .sign(serialization.Encoding.DER, [*opts, pkcs7.PKCS7Options.NoAttributes]))
+    v = verify_module(_resign_trailer(body, two), ring)
+    assert (v.status, v.signer) == (Status.VALID, "lkm test signing key")
+    v = verify_module(_resign_trailer(body, two), Keyring([keys["ec"]["der"].read_bytes()]))
+    assert v.status is Status.VALID
+    v = verify_module(_resign_trailer(body + b"x", two), ring)
+    assert v.status is Status.REJECTED
     # content attached: "Data already supplied"
     attached = base.sign(serialization.Encoding.DER,
                          [pkcs7.PKCS7Options.Binary, pkcs7.PKCS7Options.NoAttributes])

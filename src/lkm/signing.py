@@ -518,39 +518,65 @@ def verify_module(content: bytes | memoryview | mmap.mmap, keyring: Keyring,
         parsed = _parse_pkcs7_fast(raw)
         if parsed is None:
             parsed = _parse_pkcs7(raw)
-        si, data_present, have_authattrs, content_type = parsed
+        sinfos, data_present, have_authattrs, content_type = parsed
     except _Reject as r:
         return _verdict(r.err, r.reason)
     finally:
         if stats is not None:
             stats.parse += time.perf_counter() - t0
-    info: dict[str, Any] = {"key_id": si.key_id, "signer": None}
-    h = _HASH_BY_OID.get(si.digest_oid)
-    info["hash_algo"] = h.name if h else _KNOWN_UNSUPPORTED_DIGESTS.get(si.digest_oid)
+    first = sinfos[0]
+    h = _HASH_BY_OID.get(first.digest_oid)
+    info: dict[str, Any] = {
+        "key_id": first.key_id, "signer": None,
+        "hash_algo": h.name if h else _KNOWN_UNSUPPORTED_DIGESTS.get(first.digest_oid)}
     if data_present:
         return _verdict(errno.EINVAL, "Data already supplied", **info)
     if content_type != _OID_DATA:
         return _verdict(errno.EKEYREJECTED, "Invalid module sig (not pkcs7-data)", **info)
     if have_authattrs:
         return _verdict(errno.EKEYREJECTED, "Invalid module sig (has authattrs)", **info)
-    if h is None or (keyring.digests is not None and h.name not in keyring.digests):
-        return _verdict(errno.ENOPKG, f"unsupported digest {info['hash_algo'] or si.digest_oid}",
+    # pkcs7_verify: a SignerInfo whose digest cannot be computed is "unsupported crypto";
+    # all of them so → ENOPKG.  pkcs7_validate_trust: the first hard failure wins, else
+    # any success, else ENOPKG over ENOKEY.
+    usable = [(si, _usable_hash(si, keyring)) for si in sinfos]
+    if all(hh is None for _si, hh in usable):
+        return _verdict(errno.ENOPKG, f"unsupported digest {info['hash_algo'] or first.digest_oid}",
                         **info)
-    key = keyring.find("skid" if si.by_skid else "id", si.ident)
-    if key is None:
-        info["signer"] = si.issuer_cn
+    result: Verdict | None = None
+    digests: dict[str, bytes] = {}
+    for si, hh in usable:
+        if hh is None:
+            if result is None:
+                result = _verdict(errno.ENOPKG, "module with unsupported crypto", **info)
+            continue
+        key = keyring.find("skid" if si.by_skid else "id", si.ident)
+        if key is None:
+            continue
+        found = {"key_id": si.key_id, "signer": key.subject, "hash_algo": hh.name}
+        t1 = time.perf_counter()
+        digest = digests.get(hh.name)
+        if digest is None:
+            digest = digests[hh.name] = hashlib.new(hh.hashlib_name,
+                                                    memoryview(content)[:body]).digest()
+        t2 = time.perf_counter()
+        ok, why = _check_signature(key, si, hh, digest)
+        if stats is not None:
+            stats.hash += t2 - t1
+            stats.pubkey += time.perf_counter() - t2
+        if not ok:
+            return _verdict(errno.EKEYREJECTED, why, **found)
+        result = _verdict(0, "signature valid", **found)
+    if result is None:
+        info["signer"] = first.issuer_cn
         return _verdict(errno.ENOKEY, "module with unavailable key", **info)
-    info["signer"] = key.subject
-    t1 = time.perf_counter()
-    digest = hashlib.new(h.hashlib_name, memoryview(content)[:body]).digest()
-    t2 = time.perf_counter()
-    ok, why = _check_signature(key, si, h, digest)
-    if stats is not None:
-        stats.hash += t2 - t1
-        stats.pubkey += time.perf_counter() - t2
-    if not ok:
-        return _verdict(errno.EKEYREJECTED, why, **info)
-    return _verdict(0, "signature valid", **info)
+    return result
+
+
+def _usable_hash(si: _SignerInfo, keyring: Keyring) -> HashAlgo | None:
+    h = _HASH_BY_OID.get(si.digest_oid)
+    if h is None or (keyring.digests is not None and h.name not in keyring.digests):
+        return None
+    return h
 
 
 class _Reject(Exception):
@@ -596,7 +622,7 @@ def _tlv(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
     return tag, pos, pos + n
 
 
-def _parse_pkcs7_fast(raw: bytes) -> tuple[_SignerInfo, bool, bool, str] | None:
+def _parse_pkcs7_fast(raw: bytes) -> tuple[list[_SignerInfo], bool, bool, str] | None:
     """The common shape (DER, one SignerInfo, OIDs we know) read without asn1crypto;
     None for anything else, which _parse_pkcs7 then classifies."""
     if len(raw) > 65535:
@@ -686,11 +712,11 @@ def _parse_pkcs7_fast(raw: bytes) -> tuple[_SignerInfo, bool, bool, str] | None:
         return None
     assert digest_oid is not None
     si = _SignerInfo(by_skid, si_ident, key_id, issuer, digest_oid, sig_oid, raw[a:c])
-    return si, False, False, _OID_DATA
+    return [si], False, False, _OID_DATA
 
 
-def _parse_pkcs7(raw: bytes) -> tuple[_SignerInfo, bool, bool, str]:
-    """The first SignerInfo, whether content is attached, whether signed attributes are
+def _parse_pkcs7(raw: bytes) -> tuple[list[_SignerInfo], bool, bool, str]:
+    """The SignerInfos, whether content is attached, whether signed attributes are
     present, and the content type — or _Reject with the kernel's errno."""
     from asn1crypto import cms
 
@@ -755,7 +781,7 @@ def _parse_pkcs7(raw: bytes) -> tuple[_SignerInfo, bool, bool, str]:
         raise _Reject(errno.EBADMSG, f"malformed PKCS#7 message: {e}") from None
     if any(authattrs) and not all(authattrs):
         raise _Reject(errno.EINVAL, "Inconsistently supplied authAttrs")
-    return parsed[0], data_present, authattrs[0], content_type
+    return parsed, data_present, authattrs[0], content_type
 
 
 def _check_signature(key: Key, si: _SignerInfo, h: HashAlgo, digest: bytes) -> tuple[bool, str]:
