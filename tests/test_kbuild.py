@@ -11,7 +11,7 @@ import pytest
 from conftest import KMOD, Tree
 from kbuild import build_modules, patch_bytes, patch_module
 
-pytestmark = pytest.mark.trees
+pytestmark = [pytest.mark.trees, pytest.mark.kmod]
 
 EXPECTED = {
     "lkm_params", "lkm_user", "lkm_prop", "lkm_ns_export", "lkm_ns_user", "lkm_init_fail",

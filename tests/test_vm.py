@@ -328,3 +328,11 @@ dmesg
 def test_timeout(tree61: Tree) -> None:
     with pytest.raises(VmTimeout):
         run_in_vm(tree61, "sleep 600", timeout=2)
+
+
+@pytest.mark.trees
+def test_bad_arguments(tree61: Tree, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no such module directory"):
+        run_in_vm(tree61, "true", moddir=tmp_path / "missing")
+    with pytest.raises(ValueError, match="not inside the job directory"):
+        run_in_vm(tree61, "true", {"../escape": b""}, workdir=tmp_path / "job")

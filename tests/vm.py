@@ -466,6 +466,8 @@ def run_in_vm(tree: TreeLike, script: str, files: Mapping[str, bytes | Path] | N
     image = initramfs(tree, overlay=writable_modules)
     kernel = kernel_image(tree, bzimage)
     moddir = moddir or _default_moddir(tree)
+    if not moddir.is_dir():
+        raise ValueError(f"{moddir}: no such module directory")
     with tempfile.TemporaryDirectory(prefix="lkm-vm-") as td:
         tmp = Path(td)
         job = workdir if workdir is not None else tmp / "job"
