@@ -60,7 +60,7 @@ def exercise(data: bytes, path: str = "/x/m.ko") -> list[str]:
     attempt(lambda: f.symbol_names_with_prefix(b"__crc_"))
     for name in ("modinfo", "params", "versions", "exports", "undefined_symbols",
                  "weak_undefined", "signature", "this_module_name", "this_module_size", "name",
-                 "vermagic", "aliases", "depends", "body"):
+                 "vermagic", "aliases", "depends", "body", "extended_versions", "this_module"):
         attempt(lambda name=name: getattr(m, name))  # type: ignore[misc]
     attempt(m.export_names_for_depmod)
     return errors

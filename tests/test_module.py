@@ -110,6 +110,22 @@ def test_versions_layouts(bits: int, little: bool) -> None:
     assert module(b"").versions == []
 
 
+@pytest.mark.parametrize("little", [True, False])
+def test_extended_versions(little: bool) -> None:
+    """Linux 6.13+: names in __version_ext_names, u32 CRCs in __version_ext_crcs."""
+    e = "<" if little else ">"
+    long_name = "a_rust_symbol_" + "x" * 100
+    secs = [Sec("__version_ext_crcs", data=struct.pack(e + "II", 1, 0xDEADBEEF)),
+            Sec("__version_ext_names", data=b"printk\0" + long_name.encode() + b"\0")]
+    m = module(b"", 64, little, sections=secs)
+    assert m.extended_versions == [("printk", 1), (long_name, 0xDEADBEEF)]
+    assert m.versions == []
+    assert module(b"").extended_versions is None
+    bad = module(b"", 64, little, sections=[secs[0], Sec("__version_ext_names", data=b"a\0")])
+    with pytest.raises(ElfError, match="1 names for 2 CRCs"):
+        _ = bad.extended_versions
+
+
 # -- symbols ----------------------------------------------------------------------------------
 
 def test_undefined_and_weak() -> None:
@@ -231,7 +247,8 @@ def test_this_module(bits: int, little: bool) -> None:
     body = bytes(3 * ptr) + b"mymod".ljust(64 - ptr, b"\0") + bytes(100)
     m = module(b"", bits, little, sections=[Sec(".gnu.linkonce.this_module", data=body)])
     assert m.this_module_name == "mymod" and m.this_module_size == len(body)
-    assert module(b"").this_module_name is None
+    assert m.this_module == (len(body), "mymod")
+    assert module(b"").this_module_name is None and module(b"").this_module is None
     short = module(b"", bits, little, sections=[Sec(".gnu.linkonce.this_module", data=b"x")])
     with pytest.raises(ElfError, match="too small"):
         _ = short.this_module_name

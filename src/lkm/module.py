@@ -66,6 +66,13 @@ class Export(NamedTuple):
     crc: int | None
 
 
+class ThisModule(NamedTuple):
+    """The module's ``struct module`` (.gnu.linkonce.this_module): its size and name field."""
+
+    size: int
+    name: str
+
+
 class ModuleFile:
     """A kernel module's (decompressed) content, parsed on demand.
 
@@ -272,6 +279,29 @@ class ModuleFile:
             texts = [_dec(n) for n in names]
         return list(zip(texts, flat[0::2], strict=True))
 
+    @cached_property
+    def extended_versions(self) -> list[tuple[str, int]] | None:
+        """CONFIG_EXTENDED_MODVERSIONS (Linux 6.13+) entries: ``__version_ext_names``
+        (NUL-terminated names) paired with ``__version_ext_crcs`` (u32), or None when
+        the module has none.  Kept apart from :attr:`versions`, which kmod 30 reads."""
+        elf = self.elf
+        names = elf.section_bytes("__version_ext_names")
+        crcs = elf.section_bytes("__version_ext_crcs")
+        if names is None or crcs is None:
+            return None
+        if len(crcs) % 4:
+            raise ElfError(f"__version_ext_crcs size {len(crcs):#x} is not a multiple of 4")
+        raw = bytes(names)
+        if raw and raw[-1] != 0:
+            raise ElfError("__version_ext_names does not end with a NUL")
+        texts = [_dec(n) for n in raw.split(b"\0")[:-1]] if raw else []
+        values = [v for (v,) in struct.iter_unpack(("<" if elf.little_endian else ">") + "I",
+                                                   crcs)]
+        if len(texts) != len(values):
+            raise ElfError(f"__version_ext_names has {len(texts)} names for {len(values)} "
+                           "CRCs")
+        return list(zip(texts, values, strict=True))
+
     def export_names_for_depmod(self) -> list[str]:
         """kmod depmod's exports of a module: the ``__crc_`` symbols (prefix stripped) if there
         are any, else every string of ``__ksymtab_strings``."""
@@ -460,6 +490,16 @@ class ModuleFile:
         return bytes(self.content[:self.signature_offset])
 
     # -- .gnu.linkonce.this_module --------------------------------------------------------
+
+    @property
+    def this_module(self) -> ThisModule | None:
+        """``struct module`` basics (size, name), or None without the section."""
+        size = self.this_module_size
+        if size is None:
+            return None
+        name = self.this_module_name
+        assert name is not None
+        return ThisModule(size, name)
 
     @property
     def this_module_size(self) -> int | None:
