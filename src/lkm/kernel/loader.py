@@ -230,6 +230,7 @@ class _Info:
         self.sig_ok = False
         self.modref = _ModRef("")
         self._syms: list[tuple[int, int, int, int, int, int]] | None = None
+        self._versions: dict[bytes, int] | None = None
         self._relas: dict[int, dict[int, tuple[int, int, int]]] = {}
 
     # raw access, zero-padded outside the image (the kernel would read garbage)
@@ -747,6 +748,21 @@ def _try_to_force_load(k: KernelState, mod: _ModRef, reason: str, log: Printk) -
     k.add_taint_module(mod, T.TAINT_FORCED_MODULE, log, now_unreliable=True)
 
 
+def _versions(info: _Info) -> dict[bytes, int]:
+    """__versions as the kernel searches it: name -> CRC of the first entry of that name."""
+    if info._versions is None:
+        out: dict[bytes, int] = {}
+        if info.idx_vers:
+            raw = info.sec_bytes(info.idx_vers)
+            n = info.sechdrs[info.idx_vers][5] // 64
+            for i in range(min(n, len(raw) // 64)):
+                name = raw[i * 64 + 8:].split(b"\0", 1)[0]
+                if name not in out:
+                    out[name] = struct.unpack_from("<Q", raw, i * 64)[0]
+        info._versions = out
+    return info._versions
+
+
 def _check_version(k: KernelState, info: _Info, symname: str, mod: _ModRef,
                    crc: int | None, log: Printk) -> bool:
     if crc is None:
@@ -757,22 +773,13 @@ def _check_version(k: KernelState, info: _Info, symname: str, mod: _ModRef,
         except _Fail:
             return False
         return True
-    raw = info.sec_bytes(info.idx_vers)
-    n = info.sechdrs[info.idx_vers][5] // 64
-    want = symname.encode()
-    for i in range(n):
-        ent = raw[i * 64:(i + 1) * 64]
-        if len(ent) < 64:
-            break
-        name = raw[i * 64 + 8:].split(b"\0", 1)[0]
-        if name != want:
-            continue
-        vcrc, = struct.unpack_from("<Q", ent, 0)
-        if vcrc == crc:
-            return True
-        log.warn(f"{info.name}: disagrees about version of symbol {symname}")
+    vcrc = _versions(info).get(symname.encode("utf-8", "surrogateescape"))
+    if vcrc is None:
+        log.warn(f"{info.name}: no symbol version for {symname}")
         return False
-    log.warn(f"{info.name}: no symbol version for {symname}")
+    if vcrc == crc:
+        return True
+    log.warn(f"{info.name}: disagrees about version of symbol {symname}")
     return False
 
 
@@ -1195,22 +1202,31 @@ def _simplify_symbols(k: KernelState, info: _Info, mref: _ModRef, mod: Module,
         raise _Fail(ret)
 
 
-def _sym_address(k: KernelState, info: _Info, lay: _Layout, symidx: int) -> int:
-    syms = info.symbols()
-    if not 0 <= symidx < len(syms):
-        return 0
-    _n, _i, _o, shndx, value, _s = syms[symidx]
-    if shndx == SHN_ABS:
-        return value
-    if shndx == SHN_UNDEF:
-        return KERNEL_TEXT + (hash(info.symname(syms[symidx][0])) & 0xFFFFFF)
-    return lay.addr.get(shndx, 0) + value
+def _sym_addresses(info: _Info, lay: _Layout) -> list[int]:
+    """Each symbol's address after simplify_symbols (externals: somewhere in vmlinux)."""
+    out = []
+    for st_name, _i, _o, shndx, value, _s in info.symbols():
+        if shndx == SHN_ABS:
+            out.append(value)
+        elif shndx == SHN_UNDEF or shndx >= info.shnum:
+            out.append(KERNEL_TEXT + (st_name & 0xFFFFFF) * 16)
+        else:
+            out.append(lay.addr.get(shndx, 0) + value)
+    return out
+
+
+_RELOC_SIZE = {R_X86_64_64: 8, R_X86_64_32: 4, R_X86_64_32S: 4, R_X86_64_PC32: 4,
+               R_X86_64_PLT32: 4, R_X86_64_PC64: 8}
+_PCREL = frozenset({R_X86_64_PC32, R_X86_64_PLT32, R_X86_64_PC64})
+_ZERO = {4: bytes(4), 8: bytes(8)}
+_M64 = (1 << 64) - 1
 
 
 def _apply_relocations(k: KernelState, info: _Info, mref: _ModRef, lay: _Layout,
                        log: Printk) -> None:
     sh = info.sechdrs
     modern = k.profile.modern
+    addrs: list[int] | None = None
     for i in range(1, info.shnum):
         infosec = sh[i][7]
         if infosec >= info.shnum or not sh[infosec][2] & SHF_ALLOC:
@@ -1222,7 +1238,11 @@ def _apply_relocations(k: KernelState, info: _Info, mref: _ModRef, lay: _Layout,
             raise _Fail(errno.ENOEXEC)
         if sh[i][1] != SHT_RELA:
             continue
+        if addrs is None:
+            addrs = _sym_addresses(info, lay)
+        nsyms = len(addrs)
         target = bytearray(info.sec_bytes(infosec))
+        tlen = len(target)
         base = lay.addr.get(infosec, 0)
         raw = info.sec_bytes(i)
         raw = raw[:sh[i][5] // 24 * 24]
@@ -1230,41 +1250,39 @@ def _apply_relocations(k: KernelState, info: _Info, mref: _ModRef, lay: _Layout,
             rtype = rinfo & 0xFFFFFFFF
             if rtype == R_X86_64_NONE:
                 continue
-            size = {R_X86_64_64: 8, R_X86_64_32: 4, R_X86_64_32S: 4, R_X86_64_PC32: 4,
-                    R_X86_64_PLT32: 4, R_X86_64_PC64: 8}.get(rtype)
+            size = _RELOC_SIZE.get(rtype)
             if size is None:
                 log.err(f"module: {mref.name}: Unknown rela relocation: {rtype}")
                 raise _Fail(errno.ENOEXEC)
-            val = (_sym_address(k, info, lay, rinfo >> 32) + addend) & ((1 << 64) - 1)
-            loc = base + off
-            if rtype in (R_X86_64_PC32, R_X86_64_PLT32, R_X86_64_PC64):
-                val = (val - loc) & ((1 << 64) - 1)
-            existing = bytes(target[off:off + size]) if off + size <= len(target) else b""
-            nonzero = existing.strip(b"\0") != b""
+            symidx = rinfo >> 32
+            val = ((addrs[symidx] if symidx < nsyms else 0) + addend) & _M64
+            if rtype in _PCREL:
+                val = (val - base - off) & _M64
+            inside = off + size <= tlen
+            nonzero = inside and target[off:off + size] != _ZERO[size]
             overflow = False
             if rtype == R_X86_64_32:
                 overflow = val >> 32 != 0
             elif rtype == R_X86_64_32S:
-                sv = val - (1 << 64) if val >> 63 else val
-                overflow = not -(1 << 31) <= sv < (1 << 31)
-            if modern:
-                if overflow:
-                    _overflow(mref, rtype, val, log)
-                if nonzero:
-                    log.err("module: x86/modules: Invalid relocation target, existing value is "
-                            f"nonzero for type {rtype}, loc {loc & 0xFFFFFFFF:016x}, "
-                            f"val {val:x}")
-                    raise _Fail(errno.ENOEXEC)
-            else:
-                if nonzero:
-                    log.err("module: x86/modules: Skipping invalid relocation target, existing "
-                            f"value is nonzero for type {rtype}, loc {loc & 0xFFFFFFFF:016x}, "
-                            f"val {val:x}")
-                    raise _Fail(errno.ENOEXEC)
-                if overflow:
-                    _overflow(mref, rtype, val, log)
-            if off + size <= len(target):
+                overflow = not (val < 0x80000000 or val >= 0xFFFFFFFF80000000)
+            if nonzero or overflow:
+                _bad_relocation(mref, rtype, base + off, val, nonzero, overflow, modern, log)
+            if inside:
                 target[off:off + size] = (val & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
+
+
+def _bad_relocation(mref: _ModRef, rtype: int, loc: int, val: int, nonzero: bool,
+                    overflow: bool, modern: bool, log: Printk) -> None:
+    """6.1 checks the target before writing (then overflow); 6.4+ the reverse."""
+    ptr = f"{loc & 0xFFFFFFFF:016x}"
+    if modern and overflow:
+        _overflow(mref, rtype, val, log)
+    if nonzero:
+        what = "Invalid" if modern else "Skipping invalid"
+        log.err(f"module: x86/modules: {what} relocation target, existing value is nonzero "
+                f"for type {rtype}, loc {ptr}, val {val:x}")
+        raise _Fail(errno.ENOEXEC)
+    _overflow(mref, rtype, val, log)
 
 
 def _overflow(mref: _ModRef, rtype: int, val: int, log: Printk) -> None:

@@ -205,6 +205,7 @@ class VirtualKernel(KernelBackend):
         self._log: list[LogRecord] = []
         self._boot = 0.0
         self._seq = 0
+        self._key: tuple[int, int, int] | None = None
 
     # -- creation and opening ------------------------------------------------------------
     @classmethod
@@ -265,12 +266,19 @@ class VirtualKernel(KernelBackend):
         finally:
             os.close(fd)
 
-    def _load(self) -> KernelState:
+    def _load(self, fresh: bool = False) -> KernelState:
+        """Read state.json (parsed again only when the file changed)."""
+        path = self.dir / "state.json"
         try:
-            with open(self.dir / "state.json") as f:
-                d = json.load(f)
+            with open(path, "rb") as f:
+                st = os.fstat(f.fileno())
+                key = (st.st_ino, st.st_mtime_ns, st.st_size)
+                if not fresh and self._k is not None and key == self._key:
+                    return self._k
+                d = json.loads(f.read())
             self._k, self._log, self._boot, self._seq = _state_from_json(d, self.profile)
-        except (OSError, ValueError, KeyError, TypeError) as e:
+            self._key = key
+        except (OSError, ValueError, KeyError, TypeError, AssertionError) as e:
             raise VirtualKernelError(f"{self.dir}: corrupt state: {e}") from e
         return self._k
 
@@ -283,11 +291,12 @@ class VirtualKernel(KernelBackend):
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[KernelState]:
         with self._lock():
-            k = self._load()
+            k = self._load(fresh=True)
             try:
                 yield k
             finally:
                 self._save()
+                self._key = None
 
     def state(self) -> KernelState:
         """A snapshot of the state (read under a shared lock)."""
