@@ -257,9 +257,8 @@ def vmlinux_from_image(data: bytes) -> bytes:
 # --- ELF section lookup (enough for a vmlinux) --------------------------------------
 
 
-def elf_sections(vmlinux: bytes | memoryview) -> dict[str, tuple[int, int]]:
-    """name -> (file offset, size) of every section with file contents."""
-    mv = memoryview(vmlinux)
+def _section_headers(mv: memoryview) -> tuple[str, int, list[tuple[str, int, int, int, int, int]]]:
+    """(struct endianness, ELF class, [(name, type, addr, offset, size, link)])."""
     if len(mv) < 52 or bytes(mv[:4]) != ELF_MAGIC:
         raise FormatError("not an ELF file")
     cls, data = mv[4], mv[5]
@@ -277,24 +276,69 @@ def elf_sections(vmlinux: bytes | memoryview) -> dict[str, tuple[int, int]]:
         shentsize, shnum, shstrndx = struct.unpack_from(e + "HHH", mv, 0x2E)
         shdr = struct.Struct(e + "IIIIIIIIII")
     if shnum == 0 or shentsize < shdr.size or shoff + shnum * shentsize > len(mv):
-        return {}
+        return e, cls, []
     if shstrndx >= shnum:
-        return {}
+        return e, cls, []
     heads = [shdr.unpack_from(mv, shoff + i * shentsize) for i in range(shnum)]
     str_off, str_size = heads[shstrndx][4], heads[shstrndx][5]
     if str_off + str_size > len(mv):
-        return {}
+        return e, cls, []
     strtab = bytes(mv[str_off:str_off + str_size])
-    out: dict[str, tuple[int, int]] = {}
+    out = []
     for h in heads:
-        name_off, sh_type, off, size = h[0], h[1], h[4], h[5]
-        if sh_type == 8 or name_off >= len(strtab):  # SHT_NOBITS
+        name_off = h[0]
+        end = strtab.find(b"\0", name_off)
+        name = (strtab[name_off:end if end >= 0 else None].decode("ascii", "replace")
+                if name_off < len(strtab) else "")
+        out.append((name, h[1], h[3], h[4], h[5], h[6]))
+    return e, cls, out
+
+
+def elf_sections(vmlinux: bytes | memoryview) -> dict[str, tuple[int, int]]:
+    """name -> (file offset, size) of every section with file contents."""
+    mv = memoryview(vmlinux)
+    _e, _cls, heads = _section_headers(mv)
+    out: dict[str, tuple[int, int]] = {}
+    for name, sh_type, _addr, off, size, _link in heads:
+        if sh_type == 8 or off + size > len(mv):  # SHT_NOBITS, or out of the file
             continue
-        if off + size > len(mv):
-            continue
-        name = strtab[name_off:strtab.find(b"\0", name_off)].decode("ascii", "replace")
         out.setdefault(name, (off, size))
     return out
+
+
+def elf_symbols(vmlinux: bytes | memoryview, wanted: set[str]) -> dict[str, int]:
+    """Values of the ``wanted`` symbols of an unstripped vmlinux's .symtab (missing: absent)."""
+    mv = memoryview(vmlinux)
+    e, cls, heads = _section_headers(mv)
+    sym = struct.Struct(e + ("IBBHQQ" if cls == 2 else "IIIBBH"))
+    found: dict[str, int] = {}
+    keys = {w.encode() for w in wanted}
+    for _name, sh_type, _addr, off, size, link in heads:
+        if sh_type != 2 or link >= len(heads) or off + size > len(mv):  # SHT_SYMTAB
+            continue
+        s_off, s_size = heads[link][3], heads[link][4]
+        if s_off + s_size > len(mv):
+            continue
+        strtab = bytes(mv[s_off:s_off + s_size])
+        n = size // sym.size
+        for entry in sym.iter_unpack(mv[off:off + n * sym.size]):
+            name_off, value = (entry[0], entry[4]) if cls == 2 else (entry[0], entry[1])
+            end = strtab.find(b"\0", name_off)
+            if end < 0:
+                continue
+            key = strtab[name_off:end]
+            if key in keys:
+                found.setdefault(key.decode(), value)
+    return found
+
+
+def _vaddr_to_offset(heads: list[tuple[str, int, int, int, int, int]], addr: int,
+                     length: int, limit: int) -> int | None:
+    for _name, sh_type, sh_addr, off, size, _link in heads:
+        if sh_type != 8 and sh_addr and sh_addr <= addr and addr + length <= sh_addr + size:
+            pos = off + addr - sh_addr
+            return pos if pos + length <= limit else None
+    return None
 
 
 # --- what the image carries ----------------------------------------------------------
@@ -305,11 +349,14 @@ _CERT_RE = re.compile(rb"\x30\x82..\x30\x82", re.S)
 def find_certificates(vmlinux: bytes | memoryview) -> list[bytes]:
     """The DER X.509 certificates built into the kernel (system_certificate_list).
 
-    They sit in .init.data; without section headers the whole image is scanned.
+    With symbols (an unstripped vmlinux) the list is read as the kernel reads it;
+    otherwise .init.data (or, without section headers, the whole image) is scanned
+    for DER certificates.
     """
-    from cryptography import x509
-
     mv = memoryview(vmlinux)
+    listed = _listed_certificates(mv)
+    if listed is not None:
+        return listed
     try:
         sections = elf_sections(mv)
     except FormatError:
@@ -326,13 +373,55 @@ def find_certificates(vmlinux: bytes | memoryview) -> list[bytes]:
         start = m.start()
         (length,) = struct.unpack_from(">H", raw, start + 2)
         der = raw[start:start + 4 + length]
-        try:
-            x509.load_der_x509_certificate(der)
-        except ValueError:
+        if _is_certificate(der):
+            certs.append(der)
+            pos = start + len(der)
+        else:
             pos = start + 1
-            continue
-        certs.append(der)
-        pos = start + len(der)
+    return certs
+
+
+def _is_certificate(der: bytes) -> bool:
+    from cryptography import x509
+
+    try:
+        x509.load_der_x509_certificate(der)
+    except ValueError:
+        return False
+    return True
+
+
+def _listed_certificates(mv: memoryview) -> list[bytes] | None:
+    """system_certificate_list[system_certificate_list_size], as x509_load_certificate_list
+    walks it (``30 82 len16`` records); None without those symbols."""
+    try:
+        syms = elf_symbols(mv, {"system_certificate_list", "system_certificate_list_size"})
+        e, cls, heads = _section_headers(mv)
+    except FormatError:
+        return None
+    if len(syms) != 2:
+        return None
+    word = 8 if cls == 2 else 4
+    size_at = _vaddr_to_offset(heads, syms["system_certificate_list_size"], word, len(mv))
+    if size_at is None:
+        return None
+    (size,) = struct.unpack_from(e + ("Q" if word == 8 else "I"), mv, size_at)
+    start = _vaddr_to_offset(heads, syms["system_certificate_list"], size, len(mv))
+    if start is None:
+        return None
+    raw = bytes(mv[start:start + size])
+    certs = []
+    p = 0
+    while len(raw) - p >= 4:
+        if raw[p] != 0x30 or raw[p + 1] != 0x82:
+            break  # the kernel: "Problem parsing in-kernel X.509 certificate list"
+        plen = 4 + ((raw[p + 2] << 8) | raw[p + 3])
+        if plen > len(raw) - p:
+            break
+        der = raw[p:p + plen]
+        if _is_certificate(der):
+            certs.append(der)
+        p += plen
     return certs
 
 
