@@ -169,7 +169,29 @@ def fnmatch_regex(pattern: bytes) -> re.Pattern[bytes]:
 
 def fnmatch(pattern: bytes, string: bytes) -> bool:
     """glibc ``fnmatch(pattern, string, 0) == 0``."""
+    if b"?" not in pattern and b"[" not in pattern and b"\\" not in pattern:
+        return _star_match(pattern, string)
     return fnmatch_regex(pattern).fullmatch(string) is not None
+
+
+def _star_match(pattern: bytes, string: bytes) -> bool:
+    """fnmatch for patterns whose only special character is ``*`` (most device aliases),
+    without compiling a regex: leftmost matching of the pieces between stars."""
+    parts = pattern.split(b"*")
+    if len(parts) == 1:
+        return pattern == string
+    first, last = parts[0], parts[-1]
+    end = len(string) - len(last)
+    if len(first) > end or not string.startswith(first) or not string.endswith(last):
+        return False
+    pos = len(first)
+    for part in parts[1:-1]:
+        if part:
+            i = string.find(part, pos, end)
+            if i < 0:
+                return False
+            pos = i + len(part)
+    return True
 
 
 # --------------------------------------------------------------------------- reader
