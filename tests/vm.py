@@ -1,7 +1,9 @@
 """Boot a fetched Debian kernel under QEMU (TCG) and run a shell script as root in it.
 
-``run_in_vm(tree, script)`` boots ``tree.vmlinuz`` with an initramfs holding a static
-busybox, an /init and the tree's own 9p/virtio modules. The guest then sees:
+``run_in_vm(tree, script)`` boots the kernel of ``tree.vmlinuz`` (by default the vmlinux
+inside it, through its PVH entry: see ``kernel_image``) with an initramfs holding a
+static busybox, an /init and the tree's own 9p/virtio modules (decompressed on the
+host, loaded with their dependencies first). The guest then sees:
 
 - ``/host``: the host's root file system, read-only over virtio-9p (cache=loose: fast,
   but host files changed during the run may not be seen), with the guest's
