@@ -63,13 +63,13 @@ _LAYOUTS = {
 class Section:
     """One section header; ``data()`` gives its contents."""
 
-    __slots__ = ("_elf", "addr", "addralign", "entsize", "flags", "index", "info", "link",
+    __slots__ = ("_file", "addr", "addralign", "entsize", "flags", "index", "info", "link",
                  "name", "offset", "size", "type")
 
-    def __init__(self, elf: ElfFile, index: int, name: str, type: int, flags: int, addr: int,
-                 offset: int, size: int, link: int, info: int, addralign: int,
+    def __init__(self, file: memoryview, index: int, name: str, type: int, flags: int,
+                 addr: int, offset: int, size: int, link: int, info: int, addralign: int,
                  entsize: int) -> None:
-        self._elf = elf
+        self._file = file  # the whole file (no reference back to ElfFile: no cycle)
         self.index = index
         self.name = name
         self.type = type
@@ -84,7 +84,14 @@ class Section:
 
     def data(self) -> memoryview:
         """The section's bytes (empty for SHT_NOBITS); ElfError if outside the file."""
-        return self._elf.section_data(self.index)
+        if self.type == SHT_NOBITS:
+            return self._file[0:0]
+        n = len(self._file)
+        if self.offset > n or self.size > n - self.offset:
+            raise ElfError(f"section {self.index} ({self.name or 'unnamed'}) extends past end "
+                           f"of file (offset {self.offset:#x}, size {self.size:#x}, "
+                           f"file size {n:#x})")
+        return self._file[self.offset:self.offset + self.size]
 
     def __repr__(self) -> str:
         return (f"Section({self.index}, {self.name!r}, type={self.type}, "
@@ -285,7 +292,8 @@ class ElfFile:
         """Every section header, index 0 (SHT_NULL) included."""
         if self._sections is None:
             names = self.section_names()
-            self._sections = [Section(self, i, names[i], h[1], h[2], h[3], h[4], h[5], h[6],
+            mv = self._mv
+            self._sections = [Section(mv, i, names[i], h[1], h[2], h[3], h[4], h[5], h[6],
                                       h[7], h[8], h[9]) for i, h in enumerate(self._hdrs)]
         return self._sections
 

@@ -102,12 +102,14 @@ class ModuleFile:
         return cls(data, path, kind)
 
     def close(self) -> None:
-        """Release the mapping of an uncompressed file (the object is unusable afterwards)."""
+        """Release the mapping of an uncompressed file (the object is unusable afterwards).
+
+        If views of it are still held elsewhere, the mapping goes when they do.
+        """
         c = self.content
         if isinstance(c, mmap.mmap):
-            for attr in ("elf", "_modinfo_view"):
-                self.__dict__.pop(attr, None)
-            with contextlib.suppress(BufferError):  # views still exported: unmapped later
+            self.__dict__.pop("elf", None)
+            with contextlib.suppress(BufferError):
                 c.close()
 
     def __enter__(self) -> ModuleFile:
