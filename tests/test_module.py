@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import struct
 import subprocess
 from collections import defaultdict
@@ -278,7 +279,11 @@ def test_open_uncompressed_maps_and_closes(tmp_path: Path) -> None:
     p.write_bytes(build_elf(sections=[Sec(".modinfo", data=b"alias=a\0")]).data)
     m = ModuleFile.open(p)
     assert m.compression is None and m.aliases == ["a"] and m.name == "u"
+    assert isinstance(m.content, mmap.mmap)
+    _ = (m.elf.sections, m.elf.symbols(), m.exports, m.undefined_symbols, m.versions,
+         m.signature, m.this_module, m.export_names_for_depmod())
     m.close()
+    assert m.content.closed  # nothing kept a view of the mapping
 
 
 # -- the Debian trees, checked against kmod ----------------------------------------------------
