@@ -280,8 +280,11 @@ def test_open_uncompressed_maps_and_closes(tmp_path: Path) -> None:
     m = ModuleFile.open(p)
     assert m.compression is None and m.aliases == ["a"] and m.name == "u"
     assert isinstance(m.content, mmap.mmap)
-    _ = (m.elf.sections, m.elf.symbols(), m.exports, m.undefined_symbols, m.versions,
-         m.signature, m.this_module, m.export_names_for_depmod())
+    for read in (lambda: m.elf.sections, m.elf.symbols, lambda: m.exports,
+                 lambda: m.undefined_symbols, lambda: m.versions, lambda: m.signature,
+                 lambda: m.this_module, m.export_names_for_depmod):
+        read()
+    del read
     m.close()
     assert m.content.closed  # nothing kept a view of the mapping
 
