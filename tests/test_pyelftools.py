@@ -100,3 +100,34 @@ def test_tree_sample(tree: Tree) -> None:
     for p in paths:
         with ModuleFile.open(p) as m:
             compare(memoryview(m.content))
+
+
+C_SOURCE = """
+extern int printk(const char *, ...);
+__attribute__((weak)) extern int maybe(void);
+int counter = 5;
+static const char msg[] = "hello";
+int f(void) { return printk(msg) + counter; }
+int g(void) { return maybe ? maybe() : 0; }
+"""
+
+
+@pytest.mark.parametrize("flags", [["-m32"], ["-m64"], ["-m32", "-fno-pic"]],
+                         ids=["i386-pic", "x86_64", "i386"])
+def test_gcc_objects(tmp_path: Any, flags: list[str]) -> None:
+    """Objects from the real toolchain: ELF32 with SHT_REL, ELF64 with SHT_RELA."""
+    import shutil
+    import subprocess
+
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc not installed")
+    src = tmp_path / "t.c"
+    src.write_text(C_SOURCE)
+    obj = tmp_path / "t.o"
+    subprocess.run(["gcc", *flags, "-O2", "-c", str(src), "-o", str(obj)], check=True)
+    data = obj.read_bytes()
+    compare(data, relocation_sections=10)
+    f = ElfFile(data)
+    assert f.elfclass == (32 if "-m32" in flags else 64)
+    undefined = dict(f.undefined_symbols_with_bind())
+    assert undefined["printk"] == E.STB_GLOBAL and undefined["maybe"] == E.STB_WEAK
