@@ -218,6 +218,17 @@ def test_malformed_against_kmod(small_module: bytes, tmp_path: Path) -> None:
             parse_appended(data)
 
 
+def test_body_length_ignores_the_signature_contents() -> None:
+    data = b"module" + b"\x30\x03abc" + _trailer(0, 0, 2, 0, 0, 5)
+    assert signature.body_length(data) == 6
+    assert signature.strip(data) == b"module"
+    with pytest.raises(SignatureError):
+        parse_appended(data)
+    assert signature.body_length(b"module") == 6
+    with pytest.raises(SignatureError):
+        signature.body_length(b"m" + _trailer(0, 0, 2, 0, 0, 5))
+
+
 def test_unsigned() -> None:
     assert split(b"plain module") == (12, None)
     assert parse_appended(b"") is None

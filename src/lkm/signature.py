@@ -87,15 +87,11 @@ def has_signature(content: bytes | memoryview) -> bool:
     return n >= len(MAGIC) and bytes(content[n - len(MAGIC):]) == MAGIC
 
 
-def split(content: bytes | memoryview) -> tuple[int, ModuleSignature | None]:
-    """Return (length of the module body, parsed signature or None when there is no trailer).
-
-    Raises SignatureError when the trailer is present but malformed or its sizes do
-    not fit the file.
-    """
+def _trailer(content: bytes | memoryview) -> tuple[int, int, int, int, int, int, int] | None:
+    """(body length, algo, hash, id_type, signer_len, key_id_len, sig_len), None if unsigned."""
     n = len(content)
     if not has_signature(content):
-        return n, None
+        return None
     end = n - len(MAGIC)
     if end < MODULE_SIGNATURE_SIZE:
         raise SignatureError("signature trailer truncated")
@@ -108,16 +104,34 @@ def split(content: bytes | memoryview) -> tuple[int, ModuleSignature | None]:
         raise SignatureError("module_signature has sig_len 0")
     if sig_len + signer_len + key_id_len > start:
         raise SignatureError(f"module_signature sig_len {sig_len} exceeds the file")
-    sig_start = start - sig_len
-    raw = bytes(content[sig_start:start])
-    body = sig_start - key_id_len - signer_len
+    body = start - sig_len - key_id_len - signer_len
+    return body, algo, hash_, id_type, signer_len, key_id_len, sig_len
+
+
+def body_length(content: bytes | memoryview) -> int:
+    """Length of the module without its signature trailer, from the trailer's sizes alone
+    (the signature itself is not decoded).  SignatureError if the sizes do not fit."""
+    t = _trailer(content)
+    return len(content) if t is None else t[0]
+
+
+def split(content: bytes | memoryview) -> tuple[int, ModuleSignature | None]:
+    """Return (length of the module body, parsed signature or None when there is no trailer).
+
+    Raises SignatureError when the trailer is present but malformed or its sizes do
+    not fit the file.
+    """
+    t = _trailer(content)
+    if t is None:
+        return len(content), None
+    body, algo, hash_, id_type, signer_len, key_id_len, sig_len = t
+    sig_start = body + signer_len + key_id_len
+    raw = bytes(content[sig_start:sig_start + sig_len])
     if id_type == PKEY_ID_PKCS7:
-        fast = _parse_pkcs7_fast(raw)
-        signer, key_id, hash_algo, signature, by_skid = fast or _parse_pkcs7(raw)
+        signer, key_id, hash_algo, signature, by_skid = _parse_pkcs7(raw)
     else:
         key_id = bytes(content[sig_start - key_id_len:sig_start])
-        signer_raw = bytes(content[body:sig_start - key_id_len])
-        signer = _c_string(signer_raw)
+        signer = _c_string(bytes(content[body:sig_start - key_id_len]))
         hash_algo = PKEY_HASH_ALGO[hash_]
         signature = raw
         by_skid = False
@@ -133,8 +147,7 @@ def parse_appended(content: bytes | memoryview) -> ModuleSignature | None:
 
 def strip(content: bytes | memoryview) -> bytes:
     """The module without its signature trailer (unchanged if unsigned)."""
-    body, _ = split(content)
-    return bytes(content[:body])
+    return bytes(content[:body_length(content)])
 
 
 def modinfo_fields(content: bytes | memoryview) -> list[tuple[str, str]]:

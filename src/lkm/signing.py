@@ -234,11 +234,14 @@ def sign_module(content: bytes | memoryview, private_key: Any, cert_der: bytes,
 
 
 def strip_signature(content: bytes | memoryview) -> bytes | None:
-    """The module without its last signature, or None if it carries none."""
-    from lkm.signature import split
+    """The module without its last signature, or None if it carries none.
 
-    body, sig = split(content)
-    return None if sig is None else bytes(content[:body])
+    Only the trailer's sizes are read, so a damaged signature can be stripped too.
+    """
+    from lkm.signature import body_length
+
+    body = body_length(content)
+    return None if body == len(content) else bytes(content[:body])
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int | None = None) -> None:
