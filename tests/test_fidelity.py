@@ -680,14 +680,13 @@ def sizes_fidelity(tree: Any, workdir: Path) -> tuple[int, int, list[str]]:
     """Load many of the tree's modules in the guest (kmod modprobe), then the same modules
     in the same order into a virtual kernel; compare the /proc/modules lines."""
     sys.path.insert(0, str(HERE))
-    from vm import run_in_vm
-
     from lkm.compress import read_module
     from lkm.errors import KernelError
     from lkm.kernel.loader import KernelState, load_module
     from lkm.kernel.profile import load_cached
     from lkm.kernel.virtual import proc_modules_line
     from lkm.moddb import ModuleDir
+    from vm import run_in_vm
 
     job = workdir / "job"
     job.mkdir(parents=True, exist_ok=True)
