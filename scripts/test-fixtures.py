@@ -12,6 +12,7 @@ Prints one line per tree: FLAVOUR PATH RELEASE.  Idempotent.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -69,6 +70,9 @@ def kmod_reference(tree: Path, release: str) -> Path:
 
 def main() -> int:
     wanted = sys.argv[1:] or list(FLAVOURS)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    lock = open(CACHE / ".fixtures.lock", "w")  # parallel test workers fetch one at a time
+    fcntl.flock(lock, fcntl.LOCK_EX)
     for flavour in wanted:
         tree = fetch(FLAVOURS[flavour])
         release = release_of(tree)
