@@ -487,7 +487,7 @@ class KernelImage:
 
 
 def locate_vmlinuz(path: str | os.PathLike[str]) -> Path:
-    """A kernel image given directly, or the one under a tree's boot/ (newest name first)."""
+    """A kernel image given directly, or the one under a tree's boot/ (the last by name)."""
     p = Path(path)
     if p.is_dir():
         for d in (p / "boot", p):
