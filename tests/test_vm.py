@@ -53,6 +53,7 @@ def test_parse_output() -> None:
 
 def test_normalise_log() -> None:
     log = ("[    3.141592] lkm_params: loading out-of-tree module taints kernel.\n"
+           "[    3.2] hrtimer: interrupt took 1234567 ns\n"
            "[   12.000001] RIP: 0010:0xffffffffc0a01000  \n\n"
            "[   12.000002] at 00000000deadbeef\n")
     assert normalise_log(log) == ["lkm_params: loading out-of-tree module taints kernel.",
@@ -178,7 +179,7 @@ def _check_sequence(cases: dict[str, str], kos: dict[str, Path], flavour: str) -
         want += [line.format(m=name) for line in log + extra]
         got = text[:len(want) - len(log) - len(extra)] + normalise_log(
             "\n".join(text[len(want) - len(log) - len(extra):]))
-        assert got == want, name
+        assert got == want, f"{name}: {cases[f'seq {name}']!r}"
     assert cases["seq rmmod_noexit"].splitlines()[-2:] == [
         "rmmod: ERROR: could not remove module lkm_noexit: Device or resource busy", "rc=1"]
     # U (taint by user) 64
