@@ -135,6 +135,9 @@ class VirtualSide(Side):
         return [r.text for r in recs]
 
 
+# what a slow TCG guest may print at any time, unrelated to modules
+NOISE = ("audit:", "random:", "clocksource:", "tsc:", "hrtimer:", "sched: RT throttling",
+         "rcu:", "watchdog:", "workqueue:", "perf:")
 _ADDR = re.compile(r"\b(0x)?[0-9a-f]{16}\b")
 
 
@@ -150,7 +153,7 @@ def normalise_log(lines: list[str]) -> list[str]:
         if line.startswith("CPU: ") and " PID: " in line:
             in_stack = True
             continue
-        if line.startswith(("audit:", "random:", "clocksource:", "tsc:")):
+        if line.startswith(NOISE):
             continue
         out.append(_ADDR.sub("ADDR", line))
     return out
@@ -170,19 +173,21 @@ def observe(side: Side) -> dict[str, Any]:
     for line in lines:
         name = line.split(" ", 1)[0]
         base = f"/sys/module/{name}"
-        d: dict[str, Any] = {"entries": sorted(side.listdir(base))}
+        d: dict[str, Any] = {"entries": side.listdir(base)}  # readdir order (kernfs hash)
         for f in ("coresize", "initsize", "initstate", "refcnt", "taint", "version",
                   "srcversion"):
             try:
                 d[f] = side.read(f"{base}/{f}")
             except OSError as e:
                 d[f] = _ename(e.errno or 0)
-        d["holders"] = sorted(side.listdir(f"{base}/holders"))
+        d["holders"] = side.listdir(f"{base}/holders")
         params: dict[str, str] = {}
+        d["parameter_order"] = []
         try:
-            pnames = sorted(side.listdir(f"{base}/parameters"))
+            pnames = side.listdir(f"{base}/parameters")
         except OSError:
             pnames = []
+        d["parameter_order"] = pnames
         for p in pnames:
             try:
                 params[p] = side.read(f"{base}/parameters/{p}")
@@ -190,11 +195,14 @@ def observe(side: Side) -> dict[str, Any]:
                 params[p] = _ename(e.errno or 0)
         d["parameters"] = params
         try:
-            d["sections"] = sorted(side.listdir(f"{base}/sections"))
+            d["sections"] = side.listdir(f"{base}/sections")
         except OSError as e:
             d["sections"] = _ename(e.errno or 0)
         sysfs[name] = d
     obs["sysfs"] = sysfs
+    # /sys/module in readdir order: the test modules and a few built-ins
+    obs["sys_module"] = [n for n in side.listdir("/sys/module")
+                         if _watched(n) or n in ("kernel", "module", "printk", "block", "vt")]
     try:
         obs["sig_enforce"] = side.read("/sys/module/module/parameters/sig_enforce").strip()
     except OSError as e:

@@ -23,7 +23,7 @@ from typing import Any
 
 from lkm.errors import FormatError, LkmError
 
-PROFILE_FORMAT = 1
+PROFILE_FORMAT = 2
 
 # the config options the loader looks at, with the value assumed when absent
 LOADER_CONFIG = ("MODVERSIONS", "MODULE_SIG", "MODULE_SIG_FORCE", "MODULE_FORCE_LOAD",
@@ -259,8 +259,9 @@ def vmlinux_builtin_sysfs(img: _Image) -> list[str]:
             if not perm:
                 continue
             name = img.cstring_at(name_ptr)
-            if name and "." in name:
-                names.add(name.split(".", 1)[0])
+            if name:
+                # core_param()s (no dot) are shown under /sys/module/kernel
+                names.add(name.split(".", 1)[0] if "." in name else "kernel")
     mv = img.bytes_of("__modver")
     if mv is not None:
         # struct module_version_attribute { struct module_attribute (56 bytes); name; version }
