@@ -47,7 +47,13 @@ lkm behaves as that tool.
 
 def run_tool(tool: str, argv: list[str], prog: str | None = None) -> int:
     mod = importlib.import_module(f"lkm.cli.{TOOLS[tool]}")
-    rc: int = mod.main(prog or tool, argv)
+    from lkm.errors import LkmError
+
+    try:
+        rc: int = mod.main(prog or tool, argv)
+    except LkmError as e:  # e.g. --virtual DIR is not a virtual kernel: no traceback
+        sys.stderr.write(f"{prog or tool}: ERROR: {e}\n")
+        return 1
     return rc
 
 

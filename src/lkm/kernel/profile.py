@@ -102,7 +102,7 @@ class KernelProfile:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> KernelProfile:
-        if d.get("format") != PROFILE_FORMAT:
+        if d.get("format") not in (1, PROFILE_FORMAT):  # 1 lacked /sys/module/kernel
             raise ProfileError("unsupported profile format")
         ex = d["exports"]
         gpl = set(ex["gpl"])
