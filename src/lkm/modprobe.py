@@ -848,9 +848,10 @@ class Remover:
 
 
 def running_kernel_context(kernel: KernelBackend, log: LogFn | None = None) -> Modprobe:
-    """The context of kmod's insmod, rmmod and lsmod: ``/lib/modules/<release>`` and no
+    """The context of kmod's insmod, rmmod and lsmod: the kernel's module directory
+    (``/lib/modules/<release>``, or a virtual kernel's tree) and no
     modprobe.d (only that directory's modules.softdep and the kernel command line are
     read; their diagnostics are in ``ctx.config.messages``)."""
-    dirname = f"/lib/modules/{kernel.release()}"
+    dirname = kernel.module_dir() or f"/lib/modules/{kernel.release()}"
     config = ModprobeConfig.load([], dirname, kernel.cmdline())
     return Modprobe(ModuleDir(dirname), config, kernel, log)

@@ -351,7 +351,7 @@ def _main(t: _Tool, argv: list[str]) -> int:
     if root is not None or kversion is not None:
         dirname = f"{root or ''}/lib/modules/{kversion or kernel.release()}"
     else:
-        dirname = f"/lib/modules/{kernel.release()}"
+        dirname = kernel.module_dir() or f"/lib/modules/{kernel.release()}"
     dirname = make_absolute(dirname)
     config = ModprobeConfig.load(config_paths, dirname, kernel.cmdline())
     for prio, where, fn, msg in config.messages:
