@@ -128,7 +128,9 @@ def split(content: bytes | memoryview) -> tuple[int, ModuleSignature | None]:
     sig_start = body + signer_len + key_id_len
     raw = bytes(content[sig_start:sig_start + sig_len])
     if id_type == PKEY_ID_PKCS7:
-        signer, key_id, hash_algo, signature, by_skid = _parse_pkcs7(raw)
+        # the DER fast path answers for the usual shape; asn1crypto for the rest
+        signer, key_id, hash_algo, signature, by_skid = (_parse_pkcs7_fast(raw)
+                                                         or _parse_pkcs7(raw))
     else:
         key_id = bytes(content[sig_start - key_id_len:sig_start])
         signer = _c_string(bytes(content[body:sig_start - key_id_len]))
