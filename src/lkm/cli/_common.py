@@ -37,7 +37,15 @@ class Fatal(SystemExit):
         super().__init__(1)
 
 
-def prio_name(prio: int) -> str:
+_LIB_PRIO_NAMES = {0: "EMERGENCY", 1: "ALERT", LOG_CRIT: "CRITICAL", LOG_ERR: "ERROR",
+                   LOG_WARNING: "WARNING", LOG_NOTICE: "NOTICE", LOG_INFO: "INFO",
+                   LOG_DEBUG: "DEBUG"}
+
+
+def prio_name(prio: int, lib: bool = False) -> str:
+    """The priority's name in the tools' messages (``lib``: in libkmod's own)."""
+    if lib:
+        return _LIB_PRIO_NAMES.get(prio, f"L:{prio}")
     return _PRIO_NAMES.get(prio, f"LOG-{prio:03d}")
 
 
@@ -90,22 +98,22 @@ class Log:
     def debug(self, msg: str) -> None:
         self.log(LOG_DEBUG, msg)
 
-    def lib(self, prio: int, fn: str, msg: str) -> None:
-        """A libkmod message from function ``fn`` (default libkmod priority: ERR, or
-        $KMOD_LOG)."""
+    def lib(self, prio: int, where: str, fn: str, msg: str) -> None:
+        """A libkmod message from function ``fn`` at ``where`` ("../libkmod/<file>.c:<line>",
+        as Debian's build, with debug on, prints it); libkmod's default priority is ERR
+        (or $KMOD_LOG)."""
         if prio > self.lib_priority:
             return
         if not msg.endswith("\n"):
             msg += "\n"
-        if self.kmod_log:
-            if self.use_syslog:
-                import syslog
+        if not self.kmod_log:
+            write_err(f"libkmod: {prio_name(prio, lib=True)} {where} {fn}: {msg}")
+        elif self.use_syslog:
+            import syslog
 
-                syslog.syslog(prio, f"{prio_name(prio)}: {msg}")
-            else:
-                write_err(f"{self.prog}: {prio_name(prio)}: {msg}")
+            syslog.syslog(prio, f"{prio_name(prio)}: {where} {fn}() {msg}")
         else:
-            write_err(f"libkmod: {fn}: {msg}")
+            write_err(f"{self.prog}: {prio_name(prio)}: {where} {fn}() {msg}")
 
 
 def _libkmod_priority() -> int:

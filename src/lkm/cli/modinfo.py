@@ -109,6 +109,7 @@ def read_module_info(path: str) -> list[tuple[bytes, bytes]]:
     from lkm.module import ModuleFile
 
     content = _read(path, compress)
+    _identify(content)
     # the mapping is released with the last view of it, when this returns
     elf = ModuleFile(content, path).elf
     try:
@@ -144,6 +145,16 @@ def _read(path: str, compress: Any) -> bytes | mmap.mmap:
         return mmap.mmap(fd, 0, prot=mmap.PROT_READ)
     finally:
         os.close(fd)
+
+
+def _identify(content: bytes | mmap.mmap) -> None:
+    """libkmod's elf_identify: its errno for a file that is not a usable ELF header."""
+    n = len(content)
+    if n <= 16 or content[:4] != b"\x7fELF":
+        raise _InfoError(errno.ENOEXEC)
+    ei_class, ei_data = content[4], content[5]
+    if ei_class not in (1, 2) or n <= (52 if ei_class == 1 else 64) or ei_data not in (1, 2):
+        raise _InfoError(errno.EINVAL)
 
 
 def modinfo_strings(data: bytes) -> list[bytes]:
@@ -203,7 +214,15 @@ class Modinfo:
             self.log.error(f"Module {alias} not found.")
             return -errno.ENOENT
         err = 0
-        mods = [self._module(f) for f in found]
+        # libkmod hands out one object per name (and alias): a module matched twice is
+        # printed twice but resolved once
+        pool: dict[tuple[str, str | None], _Module] = {}
+        mods = []
+        for f in found:
+            key = (f.name, f.alias)
+            if key not in pool:
+                pool[key] = self._module(f)
+            mods.append(pool[key])
         for m in mods:
             r = self.show(m)
             if r < 0:
@@ -224,7 +243,8 @@ class Modinfo:
             try:
                 os.stat(dep)
             except OSError as e:
-                self.log.lib(LOG_ERR, "kmod_module_parse_depline",
+                self.log.lib(LOG_ERR, "../libkmod/libkmod-module.c:191",
+                             "kmod_module_parse_depline",
                              f"ctx={id(self.moddir):#x} path={dep} "
                              f"error={os.strerror(e.errno or errno.ENOENT)}")
                 return

@@ -1,0 +1,301 @@
+"""lkm.moddb: name normalisation and the module directory's lookups.
+
+The lookups are checked against the text files kmod's depmod wrote beside the
+indexes in the reference trees (modules.dep, modules.alias, modules.symbols,
+modules.builtin, modules.builtin.modinfo), and on crafted directories.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from conftest import Tree
+from lkm.errors import InvalidAlias, ModuleNotFound
+from lkm.index import IndexBuilder
+from lkm.moddb import (
+    Found,
+    ModuleDir,
+    alias_normalize,
+    has_module_extension,
+    make_absolute,
+    modname_from_path,
+    normalize_name,
+    underscores,
+)
+
+# --------------------------------------------------------------------------- names
+
+
+@pytest.mark.parametrize(("name", "expect"), [
+    ("snd-hda-intel", "snd_hda_intel"), ("e1000e", "e1000e"), ("foo.ko.xz", "foo"),
+    ("a-b.c-d", "a_b"), ("", ""), (".hidden", ""), ("x_y-z", "x_y_z"),
+])
+def test_normalize_name(name: str, expect: str) -> None:
+    assert normalize_name(name) == expect
+
+
+@pytest.mark.parametrize(("s", "expect"), [
+    ("a-b", "a_b"), ("pci:v*d[0-9]*-x", "pci:v*d[0-9]*_x"), ("[a-b]-[c-d]", "[a-b]_[c-d]"),
+    ("no_dash", "no_dash"), ("a[-]b-", "a[-]b_"), ("", ""),
+])
+def test_underscores(s: str, expect: str) -> None:
+    assert underscores(s) == expect
+    assert alias_normalize(s) == expect
+
+
+@pytest.mark.parametrize("bad", ["a]b", "a[b", "[", "]", "x[0-9]]", "a[b-c"])
+def test_underscores_unmatched_bracket(bad: str) -> None:
+    with pytest.raises(InvalidAlias):
+        underscores(bad)
+    with pytest.raises(InvalidAlias):
+        alias_normalize(bad)
+
+
+def test_alias_normalize_truncates_to_path_max() -> None:
+    assert alias_normalize("a-" * 3000) == ("a_" * 3000)[:4095]
+    assert len(normalize_name("b" * 5000)) == 4095
+
+
+@pytest.mark.parametrize(("path", "expect"), [
+    ("/lib/modules/x/kernel/snd-hda.ko.xz", "snd_hda"), ("e1000e.ko", "e1000e"),
+    ("dir/", None), ("", None), ("/a/b-c", "b_c"),
+])
+def test_modname_from_path(path: str, expect: str | None) -> None:
+    assert modname_from_path(path) == expect
+
+
+@pytest.mark.parametrize(("path", "expect"), [
+    ("x.ko", True), ("x.ko.xz", True), ("x.ko.zst", True), ("x.ko.gz", False), (".ko", False),
+    (".ko.xz", False), ("x.o", False), ("x.ko.bak", False), ("/a/.ko", True),
+])
+def test_has_module_extension(path: str, expect: bool) -> None:
+    assert has_module_extension(path) is expect
+
+
+def test_make_absolute_uses_pwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    monkeypatch.chdir(link)
+    monkeypatch.setenv("PWD", str(link))
+    assert make_absolute("x/../y.ko") == f"{link}/x/../y.ko"
+    assert make_absolute("/abs//p") == "/abs//p"
+    monkeypatch.setenv("PWD", str(tmp_path))  # wrong: the real cwd is used
+    assert make_absolute("y.ko") == f"{os.getcwd()}/y.ko"
+    monkeypatch.delenv("PWD")
+    assert make_absolute("y.ko") == f"{os.getcwd()}/y.ko"
+
+
+def test_for_release(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    rel = os.uname().release
+    assert ModuleDir.for_release().dirname == f"/lib/modules/{rel}"
+    assert ModuleDir.for_release("/r", "1.2").dirname == "/r/lib/modules/1.2"
+    assert ModuleDir.for_release("/", "1.2").dirname == "//lib/modules/1.2"
+    assert ModuleDir.for_release(None, "1.2").dirname == "/lib/modules/1.2"
+    assert ModuleDir.for_release("/r").dirname == f"/r/lib/modules/{rel}"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PWD", raising=False)
+    assert ModuleDir.for_release("r", "1").dirname == f"{os.getcwd()}/r/lib/modules/1"
+
+
+# --------------------------------------------------------------------------- real indexes
+
+
+def _moddir(tree: Tree) -> ModuleDir:
+    return ModuleDir(str(tree.kmod_moddir))
+
+
+def test_lookup_name_matches_modules_dep(tree: Tree) -> None:
+    """Every modules.dep line comes back from modules.dep.bin, paths made absolute."""
+    md = _moddir(tree)
+    d = str(tree.kmod_moddir)
+    n = 0
+    for line in (tree.kmod_moddir / "modules.dep").read_text().splitlines():
+        rel, deps = line.split(":", 1)
+        name = normalize_name(rel.rsplit("/", 1)[-1])
+        entry = md.lookup_name(name)
+        assert entry is not None, name
+        assert entry.path == f"{d}/{rel}"
+        assert entry.deps == tuple(f"{d}/{p}" for p in deps.split())
+        assert md.path_of(name) == entry.path
+        n += 1
+    assert n > 3000
+    assert md.lookup_name("no_such_module") is None
+    assert md.lookup_modname("no-such-module") is None
+
+
+def test_builtin_matches_modules_builtin(tree: Tree) -> None:
+    md = _moddir(tree)
+    names = [normalize_name(line.rsplit("/", 1)[-1])
+             for line in (tree.kmod_moddir / "modules.builtin").read_text().splitlines()]
+    assert names
+    for name in names:
+        assert md.is_builtin(name), name
+        assert md.lookup_modname(name) == Found(name, True)
+    assert not md.is_builtin("e1000e")
+
+
+def test_lookup_alias_matches_modules_alias(tree: Tree) -> None:
+    """Plain aliases (no wildcard) find their module; wildcard ones by a matching key."""
+    md = _moddir(tree)
+    lines = (tree.kmod_moddir / "modules.alias").read_text().splitlines()[1:]
+    rng = random.Random(5)
+    for line in rng.sample(lines, 1500):
+        _, alias, mod = line.split()
+        key = alias_normalize(alias)
+        if not any(c in key for c in "*?["):
+            assert mod in md.lookup_alias(key), line
+        elif "[" not in key:
+            concrete = key.replace("*", "").replace("?", "0")
+            assert mod in md.lookup_alias(concrete), line
+    assert md.lookup_alias("no-such-alias-at-all") == []
+
+
+def test_lookup_symbol_matches_modules_symbols(tree: Tree) -> None:
+    md = _moddir(tree)
+    owners: dict[str, list[str]] = {}
+    for line in (tree.kmod_moddir / "modules.symbols").read_text().splitlines()[1:]:
+        _, key, mod = line.split()
+        owners.setdefault(key, []).append(mod)
+    rng = random.Random(6)
+    for key in rng.sample(sorted(owners), 1000):
+        got = md.lookup_symbol(key)
+        assert sorted(got) == sorted(owners[key]), key
+        assert md.lookup_symbol(key.removeprefix("symbol:")) == got
+        assert [f.name for f in md.lookup(key)] == got
+
+
+def _runs(data: bytes) -> list[tuple[str, list[tuple[str, str]]]]:
+    """modules.builtin.modinfo as (module, entries) runs, independently of moddb."""
+    runs: list[tuple[str, list[tuple[str, str]]]] = []
+    for s in data.split(b"\0")[:-1]:
+        mod, _, kv = s.decode().partition(".")
+        key, _, value = kv.partition("=")
+        if not runs or runs[-1][0] != mod:
+            runs.append((mod, []))
+        runs[-1][1].append((key, value))
+    return runs
+
+
+def test_builtin_modinfo_first_run(tree: Tree) -> None:
+    """Every module's entries are those of its first contiguous run."""
+    md = _moddir(tree)
+    runs = _runs((tree.kmod_moddir / "modules.builtin.modinfo").read_bytes())
+    first: dict[str, list[tuple[str, str]]] = {}
+    for mod, entries in runs:
+        first.setdefault(mod, entries)
+    for mod, entries in first.items():
+        assert md.builtin_modinfo(mod) == entries, mod
+    with pytest.raises(ModuleNotFound):
+        md.builtin_modinfo("no_such_builtin")
+
+
+def test_builtin_modinfo_two_runs_in_612(tree612: Tree) -> None:
+    """6.12 has 'core' in two runs: only the first counts (libkmod's iterator)."""
+    md = _moddir(tree612)
+    runs = [entries for mod, entries in
+            _runs((tree612.kmod_moddir / "modules.builtin.modinfo").read_bytes())
+            if mod == "core"]
+    assert len(runs) == 2
+    assert md.builtin_modinfo("core") == runs[0]
+
+
+# --------------------------------------------------------------------------- crafted dirs
+
+
+def _index(path: Path, entries: list[tuple[str, str, int]]) -> None:
+    b = IndexBuilder()
+    for key, value, prio in entries:
+        b.add(key, value, prio)
+    path.write_bytes(b.to_bytes())
+
+
+@pytest.fixture
+def crafted(tmp_path: Path) -> ModuleDir:
+    d = tmp_path / "lib" / "modules" / "1.0"
+    d.mkdir(parents=True)
+    _index(d / "modules.dep.bin", [
+        ("mod_a", "kernel/a.ko: kernel/b.ko  /abs/c.ko", 0),
+        ("mod_b", "kernel/b.ko:", 1),
+        ("nocolon", "kernel/x.ko", 2),
+        ("both", "kernel/both.ko:", 3),
+    ])
+    _index(d / "modules.alias.bin", [
+        ("mod_a", "mod_b", 0),  # shadowed by modules.dep
+        ("pat*", "mod_b", 1), ("pat*", "mod_a", 0), ("pa?1", "mod_b", 1),
+        ("x[0-9]", "mod_a", 0), ("symbol:s", "mod_b", 0),
+    ])
+    _index(d / "modules.symbols.bin", [("symbol:exp", "mod_b", 1), ("symbol:exp", "mod_a", 0)])
+    _index(d / "modules.builtin.bin", [("bi", "", 0), ("both", "", 0)])
+    _index(d / "modules.builtin.alias.bin", [("bi_alias", "bi", 0), ("fs_*", "bi", 0)])
+    (d / "modules.builtin.modinfo").write_bytes(
+        b"bi.license=GPL\0bi.noequals\0other.a=b\0bi.late=1\0tail.x=1\0tail.y")
+    return ModuleDir(str(d))
+
+
+def test_crafted_lookups(crafted: ModuleDir) -> None:
+    d = crafted.dirname
+    a = crafted.lookup_name("mod_a")
+    assert a is not None
+    assert a.path == f"{d}/kernel/a.ko" and a.deps == (f"{d}/kernel/b.ko", "/abs/c.ko")
+    nc = crafted.lookup_name("nocolon")
+    assert nc is not None and nc.path is None and nc.deps == ()
+    # modules.dep wins over modules.alias; dashes normalised
+    assert [f.name for f in crafted.lookup("mod-a")] == ["mod_a"]
+    # a name with ':' skips modules.dep
+    assert crafted.lookup("symbol:s") == [Found("mod_b", None, "symbol:s")]
+    # symbols before aliases, priority order
+    assert [f.name for f in crafted.lookup("symbol:exp")] == ["mod_a", "mod_b"]
+    # wildcard: by priority; the same module through two patterns twice
+    assert crafted.lookup_alias("pat1") == ["mod_a", "mod_b", "mod_b"]
+    assert [f.alias for f in crafted.lookup("pat1")] == ["pat1"] * 3
+    assert crafted.lookup_alias("x5") == ["mod_a"]
+    # builtin index, then builtin aliases
+    assert crafted.lookup("bi") == [Found("bi", True)]
+    assert crafted.lookup("bi-alias") == [Found("bi", True, "bi_alias")]
+    assert crafted.lookup("fs-ext9") == [Found("bi", True, "fs_ext9")]
+    assert crafted.lookup_modname("bi-alias") == Found("bi", True, "bi_alias")
+    assert crafted.lookup_modname("pat1") is None  # -m ignores aliases
+    assert crafted.lookup("nothing") == []
+    with pytest.raises(InvalidAlias):
+        crafted.lookup("bad]")
+    # both in modules.dep and builtin: modules.dep answers the lookup
+    found = crafted.lookup("both")
+    assert found[0].dep is not None and crafted.is_builtin("both")
+
+
+def test_crafted_builtin_modinfo(crafted: ModuleDir) -> None:
+    assert crafted.builtin_modinfo("bi") == [("license", "GPL"), ("noequals", "")]
+    assert crafted.builtin_modinfo_strings("other") == [b"a=b"]
+    with pytest.raises(ModuleNotFound):
+        crafted.builtin_modinfo("nothing")
+    from lkm.errors import FormatError
+
+    with pytest.raises(FormatError):  # a run ending in an unterminated string
+        crafted.builtin_modinfo("tail")
+
+
+def test_missing_and_corrupt_indexes(tmp_path: Path) -> None:
+    """No index: lookups find nothing; a corrupt one behaves as missing."""
+    md = ModuleDir(str(tmp_path / "none"))
+    assert md.lookup("x") == [] and md.lookup_modname("x") is None
+    assert md.lookup_alias("x") == [] and md.lookup_symbol("x") == []
+    assert not md.is_builtin("x") and md.lookup_builtin_alias("x") == []
+    with pytest.raises(OSError):
+        md.builtin_modinfo("x")
+    d = tmp_path / "bad"
+    d.mkdir()
+    (d / "modules.dep.bin").write_bytes(b"")
+    (d / "modules.alias.bin").write_bytes(b"\xb0\x07\xf4\x57\x00\x02\x00\x01\x00\x00\x10\x00")
+    (d / "modules.builtin.bin").write_bytes(os.urandom(64))
+    (d / "modules.builtin.modinfo").write_bytes(b"")
+    md = ModuleDir(str(d))
+    assert md.lookup("x") == []
+    with pytest.raises(ModuleNotFound):
+        md.builtin_modinfo("x")
+    md.close()
