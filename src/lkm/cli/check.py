@@ -67,11 +67,13 @@ def main(prog: str, argv: list[str]) -> int:
         return 2
     flags = (MODULE_INIT_IGNORE_VERMAGIC if a.force_vermagic else 0) | \
         (MODULE_INIT_IGNORE_MODVERSIONS if a.force_modversion else 0)
-    moddir = None
-    try:
-        moddir = module_dir_for(profile)
-    except LkmError as e:
-        sys.stderr.write(f"lkm {prog}: WARNING: {e}\n")
+    def moddir() -> str | None:
+        try:
+            return module_dir_for(profile)
+        except LkmError as e:
+            sys.stderr.write(f"lkm {prog}: WARNING: {e}\n")
+            return None
+
     checker = Checker(profile, a.cmdline, a.param, moddir, init_results, flags)
     try:
         results = checker.run(a.modules)

@@ -70,7 +70,7 @@ class Checker:
     """Loads modules into a fresh virtual kernel of ``profile``."""
 
     def __init__(self, profile: KernelProfile, cmdline: str = "",
-                 params: list[str] | None = None, moddir: str | None = None,
+                 params: list[str] | None = None, moddir: str | Any | None = None,
                  init_results: dict[str, int] | None = None, flags: int = 0) -> None:
         self.profile = profile
         self.k = KernelState(profile)
@@ -92,10 +92,14 @@ class Checker:
 
     # -- the module directory ------------------------------------------------------------
     def moddir(self) -> Any:
+        """The module directory, made when first needed (``moddir`` may be a callable)."""
         if self._moddir is None and self.moddir_path:
             from lkm.moddb import ModuleDir
 
-            self._moddir = ModuleDir(self.moddir_path)
+            path = self.moddir_path() if callable(self.moddir_path) else self.moddir_path
+            self.moddir_path = path
+            if path:
+                self._moddir = ModuleDir(path)
         return self._moddir
 
     def _resolve(self, arg: str) -> _Job:
@@ -116,15 +120,18 @@ class Checker:
 
     def _deps_of_file(self, job: _Job) -> list[str]:
         """Dependencies of a module file: providers of its unresolved symbols."""
-        md = self.moddir()
-        if md is None:
-            return []
         from lkm.module import ModuleFile
 
         try:
             with ModuleFile.open(job.path) as m:
-                wanted = [s for s in m.undefined_symbols if s not in m.weak_undefined]
+                wanted = [s for s in m.undefined_symbols if s not in m.weak_undefined
+                          and s not in self.profile.exports]
         except (LkmError, OSError):
+            return []
+        if not wanted:
+            return []
+        md = self.moddir()
+        if md is None:
             return []
         order: list[str] = []  # load order
         for sym in wanted:

@@ -134,7 +134,7 @@ class KernelProfile:
         try:
             with open(path) as f:
                 return cls.from_json(json.load(f))
-        except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
+        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
             raise ProfileError(f"{path}: not a kernel profile: {e}") from e
 
 

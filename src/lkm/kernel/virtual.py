@@ -278,7 +278,8 @@ class VirtualKernel(KernelBackend):
                 d = json.loads(f.read())
             self._k, self._log, self._boot, self._seq = _state_from_json(d, self.profile)
             self._key = key
-        except (OSError, ValueError, KeyError, TypeError, AssertionError) as e:
+        except (OSError, ValueError, KeyError, TypeError, AssertionError, AttributeError,
+                IndexError) as e:
             raise VirtualKernelError(f"{self.dir}: corrupt state: {e}") from e
         return self._k
 
