@@ -169,12 +169,17 @@ def write_out(data: bytes) -> None:
 
 
 class Output:
-    """Buffered bytes to stdout (like C's fully buffered stdout on a pipe)."""
+    """Buffered bytes to stdout, like C's stdout: fully buffered on a pipe or file,
+    written at once on a terminal."""
 
     def __init__(self, limit: int = 1 << 16) -> None:
         self._parts: list[bytes] = []
         self._size = 0
-        self._limit = limit
+        try:
+            tty = os.isatty(sys.stdout.fileno())
+        except (AttributeError, OSError, ValueError):
+            tty = False
+        self._limit = 0 if tty else limit
 
     def write(self, data: bytes) -> None:
         self._parts.append(data)
@@ -192,8 +197,23 @@ class Output:
         self._parts.clear()
         self._size = 0
         buf = sys.stdout.buffer
-        buf.write(data)
-        buf.flush()
+        try:
+            buf.write(data)
+            buf.flush()
+        except BrokenPipeError:
+            die_of_sigpipe()
+
+
+def die_of_sigpipe() -> None:
+    """End as a C tool writing to a closed pipe does: killed by SIGPIPE."""
+    import signal
+
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # nothing left to flush at exit
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGPIPE)
+    raise SystemExit(141)  # not reached
 
 
 # --------------------------------------------------------------------------- getopt_long
