@@ -98,6 +98,8 @@ def test_for_release(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert ModuleDir.for_release("/", "1.2").dirname == "//lib/modules/1.2"
     assert ModuleDir.for_release(None, "1.2").dirname == "/lib/modules/1.2"
     assert ModuleDir.for_release("/r").dirname == f"/r/lib/modules/{rel}"
+    assert ModuleDir.for_release("", "").dirname == "/lib/modules/"
+    assert ModuleDir.for_release("").dirname == f"/lib/modules/{rel}"
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("PWD", raising=False)
     assert ModuleDir.for_release("r", "1").dirname == f"{os.getcwd()}/r/lib/modules/1"

@@ -338,6 +338,8 @@ def test_error_messages(tree61: Tree) -> None:
         ["/nonexistent/x.ko"], ["bad]alias"], ["-b", "/nonexistent", "e1000e"],
         ["-k", "0.0-none", "e1000e"], [*d, "-m", "e1000e.ko"], [*d, "e1000e.ko"],
         ["-b", "relative-root", "-k", tree61.release, "e1000e"],
+        ["-k", "", "e1000e"], ["-b", "", "e1000e"], ["-b", f"{tree61.kmod_root}/", "-k",
+                                                    tree61.release, "-n", "e1000e"],
     ]
     for args in cases:
         a, k = run("lkm", args), run("kmod", args)
@@ -371,7 +373,8 @@ def test_parm_order_and_long_keys(tmp_path: Path, tree61: Tree) -> None:
     room = len(src[start:end])
     entries = [b"parmtype=b:int", b"parm=a:first a", b"verylongkeyname_over15=v", b"x",
                b"parm=b:desc of b", b"parmtype=a:charp", b"parm=c", b"parm=d:", b"parmtype=e:",
-               b"key15_exactly15=q", b"parm=a:second a", b"", b"=novalue", b"empty="]
+               b"key15_exactly15=q", b"parm=a:second a", b"", b"=novalue", b"empty=",
+               b"author=\xff\xfe caf\xc3\xa9", b"parm=\xff:\xfe"]
     blob = b"\0".join(entries)
     assert len(blob) <= room
     blob = blob + b"\0" * (room - len(blob))
@@ -382,6 +385,12 @@ def test_parm_order_and_long_keys(tmp_path: Path, tree61: Tree) -> None:
                   ["-F", "verylongkeyname_over15"]):
         a, k = run("lkm", [*extra, str(p)]), run("kmod", [*extra, str(p)])
         assert outcome(a) == outcome(k), extra
+    odd = tmp_path / os.fsdecode(b"n\xffn-utf8.ko")  # a file name that is not UTF-8
+    odd.write_bytes(data)
+    for extra in ([], ["-n"], ["-F", "author"]):
+        a, k = run("lkm", [*extra, str(odd)]), run("kmod", [*extra, str(odd)])
+        assert outcome(a) == outcome(k), extra
+    assert b"\xff" in run("lkm", ["-n", str(odd)]).stdout
     assert modinfo_strings(b"\0\0a\0\0b") == [b"a", b"b"]
     assert modinfo_strings(b"\0\0a") == []
     assert modinfo_strings(b"ab") == [b"ab"]

@@ -173,7 +173,9 @@ class ModuleDir:
         / ``-k release`` ``<root>/lib/modules/<release>`` (no normalisation, as kmod)."""
         if root is None and release is None:
             return cls(f"{MODULES_PREFIX}/{kernel_release()}")
-        return cls(f"{root or ''}{MODULES_PREFIX}/{release or kernel_release()}")
+        if release is None:
+            release = kernel_release()
+        return cls(f"{root or ''}{MODULES_PREFIX}/{release}")
 
     def close(self) -> None:
         for idx in self._indexes.values():
