@@ -51,6 +51,8 @@ PROBE_APPLY_BLACKLIST_ALL = 0x10000
 PROBE_APPLY_BLACKLIST = 0x20000
 PROBE_APPLY_BLACKLIST_ALIAS_ONLY = 0x40000
 
+_SHOW_ONLY = PROBE_IGNORE_LOADED | PROBE_DRY_RUN
+
 # kmod_module_remove_module flags
 REMOVE_FORCE = O_TRUNC
 REMOVE_NOWAIT = O_NONBLOCK
@@ -77,7 +79,8 @@ class Module:
     path: str | None = None
     builtin: bool | None = None  # None: not known yet
     dep_init = False
-    _deps: list[Module] = []  # noqa: RUF012 - never mutated, replaced on parse
+    _deps: list[Module] | None = None  # None: not made yet (see Modprobe.dependencies)
+    _depinfo: list[tuple[str, tuple[str, str] | int]] | None = None
     _options: str | bool | None = False  # False: not looked up yet
     _install: str | bool | None = False
     _remove: str | bool | None = False
@@ -109,12 +112,15 @@ class Modprobe:
         self._depline: dict[str, str | None] = {}
         self._parsed: dict[str, _DepLine | None] = {}
         self._paths: dict[str, tuple[str, str] | int] = {}
+        self._dep_entries: dict[str, tuple[str, tuple[str, str] | int]] = {}
         self._builtin: dict[str, bool] = {}
         self._name_options: dict[str, str | None] = {}
         self._name_install: dict[str, str | None] = {}
         self._name_softdep: dict[str, Softdep | None] = {}
         self._generation = 0
         self._dep_index: Index | bool | None = False
+        # -D lines of dependencies, by (path, name)
+        self._dep_lines: dict[tuple[str, str], str] = {}
 
     @property
     def kernel(self) -> KernelBackend:
@@ -207,12 +213,25 @@ class Modprobe:
         rest = line[colon + 1:]
         if "\t" in rest:
             rest = rest.replace("\t", " ")
-        paths = [p if p.startswith("/") else f"{dirname}/{p}" for p in rest.split(" ") if p]
-        return (head if head.startswith("/") else f"{dirname}/{head}",
-                [(p, self._path_info(p)) for p in paths])
+        entries = self._dep_entries
+        deps = []
+        for p in rest.split(" "):
+            e = entries.get(p)
+            if e is None:
+                if not p:
+                    continue
+                path = p if p.startswith("/") else f"{dirname}/{p}"
+                e = entries[p] = (path, self._path_info(path))
+            deps.append(e)
+        return head if head.startswith("/") else f"{dirname}/{head}", deps
 
     def _parse_depline(self, mod: Module, line: str) -> None:
-        """kmod_module_parse_depline: the module's path and its dependencies (nearest last)."""
+        """kmod_module_parse_depline: the module's path and its dependencies.
+
+        The dependency objects are made when first asked for (:meth:`dependencies`),
+        unless a dependency's file is missing: then, as libkmod, the error is logged
+        now and the module is left without dependencies.
+        """
         if mod.dep_init:
             return
         mod.dep_init = True
@@ -221,13 +240,23 @@ class Modprobe:
         except KeyError:
             parsed = self._parsed[line] = self._split_depline(line)
         if parsed is None:
+            mod._deps = []
             return
         head, paths = parsed
         if mod.path is None:
             mod.path = head
+        mod._depinfo = paths
+        mod._deps = None
+        for _path, known in paths:
+            if type(known) is not tuple:
+                self._make_deps(mod)
+                return
+
+    def _make_deps(self, mod: Module) -> list[Module]:
+        """The dependency objects of a parsed line (kmod_module_new_from_path for each)."""
         deps: list[Module] = []
         pool = self.pool
-        for path, known in paths:
+        for path, known in mod._depinfo or ():
             # kmod_module_new_from_path, inlined: this runs for every dependency
             if type(known) is tuple:
                 abspath, name = known
@@ -247,11 +276,13 @@ class Modprobe:
                 deps.append(self.from_path(path))
             except OSError as e:
                 self.log(LOG_ERR, libkmod_pos("libkmod-module.c:191"), "kmod_module_parse_depline",
-                         f"ctx={self.dirname} path={path} error={e.strerror}\n")
+                         f"ctx={id(self):#x} path={path} error={e.strerror}\n")
                 mod.dep_init = False
-                return
+                mod._deps = None
+                return []
         deps.reverse()
         mod._deps = deps
+        return deps
 
     def dependencies(self, mod: Module) -> list[Module]:
         """The modules ``mod`` depends on, nearest last (kmod_module_get_dependencies)."""
@@ -260,7 +291,12 @@ class Modprobe:
             if line is None:
                 return []
             self._parse_depline(mod, line)
-        return mod._deps
+        deps = mod._deps
+        if deps is None:
+            if not mod.dep_init:  # the parse failed
+                return []
+            deps = self._make_deps(mod)
+        return deps
 
     def path(self, mod: Module) -> str | None:
         """The module's file by modules.dep (kmod_module_get_path)."""
@@ -454,7 +490,9 @@ class Modprobe:
         if mod.visited == gen:
             return
         mod.visited = gen
-        deps = mod._deps if mod.dep_init else self.dependencies(mod)
+        deps = mod._deps
+        if deps is None or not mod.dep_init:
+            deps = self.dependencies(mod)
         if required:
             mod.required = gen
             for d in deps:
@@ -499,6 +537,12 @@ class Modprobe:
             why = flags & PROBE_APPLY_BLACKLIST_ALL or flags & PROBE_APPLY_BLACKLIST
         if why and self.is_blacklisted(mod):
             return why
+        if (flags & _SHOW_ONLY) == _SHOW_ONLY and not flags & PROBE_APPLY_BLACKLIST_ALL:
+            text = self._show_depends(mod, bool(flags & PROBE_IGNORE_COMMAND), extra_options)
+            if text is not None:
+                if show is not None:
+                    show(text)
+                return 0
         todo = self.probe_list(mod, bool(flags & PROBE_IGNORE_COMMAND))
         if flags & PROBE_APPLY_BLACKLIST_ALL:
             todo = [m for m in todo if not self.is_blacklisted(m)]
@@ -563,6 +607,48 @@ class Modprobe:
         if lines and show is not None:
             show("".join(lines))
         return err
+
+    def _show_depends(self, mod: Module, ignorecmd: bool, extra_options: str | None
+                      ) -> str | None:
+        """What a dry run that ignores loaded modules prints (``-D``), computed without
+        module objects when neither the module nor its dependencies have softdeps and
+        every file is known (the result is the probe list's); None otherwise."""
+        if not mod.dep_init:
+            line = self.search_moddep(mod.name)
+            if line is None:
+                return None
+            self._parse_depline(mod, line)
+            if not mod.dep_init:
+                return None
+        softdep = self._softdep
+        if mod.path is None or softdep(mod.name) is not None:
+            return None
+        lines = self._dep_lines
+        out = []
+        for _path, known in reversed(mod._depinfo or ()):
+            if type(known) is not tuple:
+                return None
+            text = lines.get(known)
+            if text is None:
+                abspath, name = known
+                if softdep(name) is not None:
+                    return None
+                dep = Module(name)
+                opts = self.options(dep)
+                dep_options = "" if opts is None else f"{opts} "
+                cmd = self.install_command(dep)
+                text = (f"install {cmd} {dep_options}\n" if cmd is not None
+                        else f"insmod {abspath} {dep_options}\n")
+                lines[known] = text
+            out.append(text)
+        moptions = self.options(mod)
+        options = extra_options if moptions is None else f"{moptions} {extra_options or ''}"
+        cmd = None if ignorecmd else self.install_command(mod)
+        if cmd is not None:
+            out.append(f"install {cmd} {options or ''}\n")
+        else:
+            out.append(f"insmod {mod.path} {options or ''}\n")
+        return "".join(out)
 
     def run_install(self, mod: Module, command: str, options: str | None) -> int:
         """Run an install command ($CMDLINE_OPTS replaced by the options) through the shell."""

@@ -391,13 +391,8 @@ def _dispatch(t: _Tool, ctx: object, args: list[str], show_config: bool,
     if do_remove:
         return _rmmod_all(t, ctx, args)
     if use_all:
-        err = 0
-        for a in args:
-            r = _insmod(t, ctx, a, None)
-            if r < 0:
-                err = r
-        return 1 if err < 0 else 0
-    return 1 if _insmod(t, ctx, args[0], options_from_array(args)) < 0 else 0
+        return 1 if _insmod_all(t, ctx, args, None) < 0 else 0
+    return 1 if _insmod_all(t, ctx, args[:1], options_from_array(args)) < 0 else 0
 
 
 def _strtoul(s: str) -> int:
@@ -514,56 +509,61 @@ def module_symbols(mf: object) -> list[tuple[int, str]]:
     return [(0, s.decode("utf-8", "surrogateescape")) for s in bytes(strings).split(b"\0") if s]
 
 
-def _insmod(t: _Tool, ctx: object, alias: str, extra_options: str | None) -> int:
-    from lkm.modprobe import (
-        PROBE_APPLY_BLACKLIST,
-        PROBE_APPLY_BLACKLIST_ALIAS_ONLY,
-        PROBE_DRY_RUN,
-        PROBE_FAIL_ON_LOADED,
-        PROBE_FORCE_MODVERSION,
-        PROBE_FORCE_VERMAGIC,
-        PROBE_IGNORE_COMMAND,
-        PROBE_IGNORE_LOADED,
-        Modprobe,
-    )
+def _probe_flags(t: _Tool) -> int:
+    from lkm import modprobe as mp
+
+    flags = mp.PROBE_APPLY_BLACKLIST_ALIAS_ONLY
+    if t.strip_modversion or t.force:
+        flags |= mp.PROBE_FORCE_MODVERSION
+    if t.strip_vermagic or t.force:
+        flags |= mp.PROBE_FORCE_VERMAGIC
+    if t.ignore_commands:
+        flags |= mp.PROBE_IGNORE_COMMAND
+    if t.ignore_loaded:
+        flags |= mp.PROBE_IGNORE_LOADED
+    if t.dry_run:
+        flags |= mp.PROBE_DRY_RUN
+    if t.use_blacklist:
+        flags |= mp.PROBE_APPLY_BLACKLIST
+    if t.first_time:
+        flags |= mp.PROBE_FAIL_ON_LOADED
+    return flags
+
+
+def _insmod_all(t: _Tool, ctx: object, names: list[str], extra_options: str | None) -> int:
+    """modprobe's insmod() for each name: the last error (negative errno), or 0."""
+    from lkm.modprobe import Modprobe
 
     assert isinstance(ctx, Modprobe)
-    ctx.release()
-    err, found = ctx.lookup(alias)
-    if not found or err < 0:
-        t.note(f"Module {alias} not found in directory {ctx.dirname}\n")
-        return -errno.ENOENT
-    flags = PROBE_APPLY_BLACKLIST_ALIAS_ONLY
-    if t.strip_modversion or t.force:
-        flags |= PROBE_FORCE_MODVERSION
-    if t.strip_vermagic or t.force:
-        flags |= PROBE_FORCE_VERMAGIC
-    if t.ignore_commands:
-        flags |= PROBE_IGNORE_COMMAND
-    if t.ignore_loaded:
-        flags |= PROBE_IGNORE_LOADED
-    if t.dry_run:
-        flags |= PROBE_DRY_RUN
-    if t.use_blacklist:
-        flags |= PROBE_APPLY_BLACKLIST
-    if t.first_time:
-        flags |= PROBE_FAIL_ON_LOADED
+    flags = _probe_flags(t)
     show = t.out.write if (t.do_show or t.verbose > DEFAULT_VERBOSE) else None
-    for mod in found:
-        if t.lookup_only:
-            t.out.write(f"{mod.name}\n")
-        else:
-            err = ctx.probe(mod, flags, extra_options, show)
-        if err >= 0:
-            err = 0
-        elif err == -errno.EEXIST:
-            t.error(f"could not insert '{mod.name}': Module already in kernel\n")
-        elif err == -errno.ENOENT:
-            t.error(f"could not insert '{mod.name}': Unknown symbol in module, "
-                    "or unknown parameter (see dmesg)\n")
-        else:
-            t.error(f"could not insert '{mod.name}': {os.strerror(-err)}\n")
-    return err
+    release, lookup, probe = ctx.release, ctx.lookup, ctx.probe
+    lookup_only = t.lookup_only
+    result = 0
+    for alias in names:
+        release()
+        err, found = lookup(alias)
+        if not found or err < 0:
+            t.note(f"Module {alias} not found in directory {ctx.dirname}\n")
+            result = -errno.ENOENT
+            continue
+        for mod in found:
+            if lookup_only:
+                t.out.write(f"{mod.name}\n")
+            else:
+                err = probe(mod, flags, extra_options, show)
+            if err >= 0:
+                err = 0
+            elif err == -errno.EEXIST:
+                t.error(f"could not insert '{mod.name}': Module already in kernel\n")
+            elif err == -errno.ENOENT:
+                t.error(f"could not insert '{mod.name}': Unknown symbol in module, "
+                        "or unknown parameter (see dmesg)\n")
+            else:
+                t.error(f"could not insert '{mod.name}': {os.strerror(-err)}\n")
+        if err < 0:
+            result = err
+    return result
 
 
 def _rmmod_all(t: _Tool, ctx: object, args: list[str]) -> int:
