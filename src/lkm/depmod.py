@@ -28,6 +28,7 @@ import struct
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from lkm.errors import FormatError, IndexError_, LkmError
 from lkm.index import IndexBuilder, Layout
@@ -390,8 +391,8 @@ def load_config(kversion: str, paths: Sequence[str] | None, log: LogFn) -> Depmo
 class Mod:
     """One module of the tree (kmod's struct mod)."""
 
-    __slots__ = ("baselen", "dep_sort_idx", "dep_syms", "deps", "exports", "idx", "info",
-                 "modname", "path", "relpath", "sort_idx", "uncrelpath", "users")
+    __slots__ = ("baselen", "data", "dep_sort_idx", "deps", "idx", "info", "modname", "path",
+                 "relpath", "sort_idx", "uncrelpath", "users")
 
     def __init__(self, path: str, modname: str, dirname: str) -> None:
         self.path = path
@@ -410,8 +411,7 @@ class Mod:
         self.idx = 0
         self.users = 0
         self.deps: list[Mod] = []
-        self.exports: list[tuple[str, int]] = []
-        self.dep_syms: list[tuple[str, int, bool]] = []
+        self.data: ModuleData | None = None
         self.info: list[tuple[str, str]] = []
 
     @property
@@ -423,42 +423,165 @@ class Mod:
         return f"Mod({self.modname!r}, {self.path!r})"
 
 
-@dataclass
-class ModuleData:
+class ModuleData(NamedTuple):
     """What depmod reads from one module file."""
 
-    exports: list[tuple[str, int]]  # (name, crc)
-    dep_syms: list[tuple[str, int, bool]]  # (name, crc, weak)
+    exports: list[str]
+    export_buckets: list[int]  # superfast_hash(name) & 2047: modules.symbols order
+    export_crcs: list[int] | None  # when asked for (-E)
+    dep_names: list[str]  # undefined symbols, then unmatched __versions entries
+    dep_crcs: list[int] | None  # when asked for (-E)
+    dep_weak: list[bool] | None  # when asked for (-E, -e)
+    dotted: bool  # some dependency name starts with '.'
     info: list[tuple[str, str]]  # .modinfo "alias" and "softdep" entries, in order
     error: int = 0  # errno when the file could not be read as a module
 
 
-def read_module_data(path: str, want_crcs: bool = False) -> ModuleData:
+def _module_data(exports: list[tuple[str, int]], deps: list[tuple[str, int, bool]],
+                 info: list[tuple[str, str]], detail: bool) -> ModuleData:
+    names = [n for n, _w in exports]
+    dep_names = [n for n, _c, _w in deps]
+    return ModuleData(names, [superfast_hash(_enc(n)) & 2047 for n in names],
+                      [c for _n, c in exports] if detail else None, dep_names,
+                      [c for _n, c, _w in deps] if detail else None,
+                      [w for _n, _c, w in deps] if detail else None,
+                      any(n.startswith(".") for n in dep_names), info)
+
+
+def _failed(err: int) -> ModuleData:
+    return ModuleData([], [], None, [], None, None, False, [], err)
+
+
+def read_module_data(path: str, detail: bool = False) -> ModuleData:
     """Exports, dependency symbols and alias/softdep modinfo of the module at ``path``,
-    as libkmod reads them for depmod."""
+    as libkmod reads them for depmod; ``detail`` adds CRCs and weak flags."""
     from lkm.module import ModuleFile
 
     try:
         m = ModuleFile.open(path)
     except OSError as e:
-        return ModuleData([], [], [], e.errno if e.errno is not None else _errno.EIO)
+        return _failed(e.errno if e.errno is not None else _errno.EIO)
     except FormatError as e:
-        return ModuleData([], [], [], e.errno)
+        return _failed(e.errno)
+    if m.compression is None and len(m.content) < 6:
+        m.close()
+        return _failed(_errno.EINVAL)  # libkmod reads 6 magic bytes before anything else
     try:
         try:
             elf = m.elf
         except FormatError as e:
-            return ModuleData([], [], [], e.errno)
-        exports = _exports(m, want_crcs)
+            return _failed(e.errno)
+        if not detail and elf.elfclass == 64 and elf.little_endian:
+            fast = _fast_module_data(m)
+            if fast is not None:
+                return fast
+        exports = _exports(m, detail)
         dep_syms = _dependency_symbols(m)
         try:
             info = [(k, v) for k, v in m.modinfo if k == "alias" or k == "softdep"]
         except FormatError:
             info = []
-        del elf
-        return ModuleData(exports, dep_syms, info)
+        return _module_data(exports, dep_syms, info, detail)
     finally:
         m.close()
+
+
+_ALIAS = b"alias"
+_SOFTDEP = b"softdep"
+
+
+def _fast_module_data(m: object) -> ModuleData | None:
+    """The common case (ELF64 little endian, no CRCs wanted) read column-wise; None when
+    anything is unusual, for the general path to handle (and report) it."""
+    from lkm.module import ModuleFile
+
+    assert isinstance(m, ModuleFile)
+    elf = m.elf
+    isym = elf.section_index(".symtab")
+    istr = elf.section_index(".strtab")
+    if isym is None or istr is None:
+        return None
+    try:
+        tab = elf.section_data(isym)
+        strtab = bytes(elf.section_data(istr))
+        iver = elf.section_index("__versions")
+        versions = elf.section_data(iver) if iver is not None else None
+        imod = elf.section_index(".modinfo")
+        modinfo = bytes(elf.section_data(imod)) if imod is not None else b""
+        iks = elf.section_index("__ksymtab_strings")
+        ksymtab_strings = elf.section_data(iks) if iks is not None else None
+    except FormatError:
+        return None
+    nsym = len(tab) // 24
+    if len(tab) % 24 or nsym == 0 or not strtab.isascii():
+        return None
+    text = strtab.decode("ascii")
+    halves = tab.cast("H")
+    words = tab.cast("I")
+    ntext = len(text)
+
+    # undefined symbols: st_shndx == 0, in table order (kmod's dependency symbols)
+    shndx = halves[15::12].tobytes()  # st_shndx of symbols 1..n-1
+    dep_names: list[str] = []
+    find = shndx.find
+    pos = find(b"\0\0")
+    while pos >= 0:
+        if pos & 1:
+            pos = find(b"\0\0", pos + 1)
+            continue
+        off = words[(pos >> 1) * 6 + 6]
+        if off >= ntext:
+            return None
+        end = text.find("\0", off)
+        if end != off:
+            dep_names.append(text[off:end] if end >= 0 else text[off:])
+        pos = find(b"\0\0", pos + 2)
+
+    # exports: symbols named __crc_*, else the strings of __ksymtab_strings
+    exports: list[str] = []
+    pos = text.find("__crc_")
+    if pos >= 0:
+        names_col = words[6::6].tobytes()  # st_name of symbols 1..n-1, 4 bytes each
+        while pos >= 0:
+            key = pos.to_bytes(4, "little")
+            at = names_col.find(key)
+            while at & 3:
+                at = names_col.find(key, at + 1)
+            if at >= 0:
+                end = text.find("\0", pos)
+                exports.append(text[pos + 6:end] if end >= 0 else text[pos + 6:])
+            pos = text.find("__crc_", pos + 1)
+    if not exports and ksymtab_strings is not None:
+        exports = [_dec(x) for x in bytes(ksymtab_strings).split(b"\0") if x]
+
+    # __versions: 64-byte records, a u64 CRC then the NUL-padded name
+    if versions is not None and len(versions) and len(versions) % 64 == 0:
+        raw = bytes(versions)
+        vtext = raw.decode("ascii") if raw.isascii() else raw.decode("latin-1")
+        undef_names = set(dep_names)
+        matched: set[str] = set()  # an undefined symbol marks the first entry of its name
+        vfind = vtext.find
+        for o in range(8, len(raw), 64):
+            end = vfind("\0", o, o + 56)
+            name = vtext[o:end if end >= 0 else o + 56]
+            if name in undef_names and name not in matched:
+                matched.add(name)
+                continue
+            if not name.isascii():
+                name = _dec(raw[o:end if end >= 0 else o + 56])
+            dep_names.append(name)
+
+    info = []
+    if modinfo:
+        for entry in modinfo.split(b"\0"):
+            if entry.startswith(_ALIAS) or entry.startswith(_SOFTDEP):
+                k, _eq, v = entry.partition(b"=")
+                if k in (_ALIAS, _SOFTDEP):
+                    info.append((_dec(k), _dec(v)))
+    buckets = [superfast_hash(n.encode()) & 2047 for n in exports]
+    dotted = (("\0." in text or (versions is not None and b"." in bytes(versions)[8::64]))
+              and any(n[:1] == "." for n in dep_names))
+    return ModuleData(exports, buckets, None, dep_names, None, None, dotted, info)
 
 
 def _exports(m: object, want_crcs: bool) -> list[tuple[str, int]]:
@@ -590,8 +713,11 @@ class Depmod:
         self.jobs = jobs if jobs is not None else (os.cpu_count() or 1)
         self.modules: list[Mod] = []
         self.by_name: dict[str, Mod] = {}
-        self.symbols: dict[str, Symbol] = {}
+        self.symbols: dict[str, Symbol] = {}  # vmlinux's, from -E or -F
+        self.owner: dict[str, Mod] = {}  # module exports: the last module in order wins
+        self.export_crc: dict[str, int] = {}  # with -E
         self._dep_lines: list[str] | None = None
+        self._sorted_symbols: list[tuple[str, Mod]] | None = None
 
     def log(self, prio: int, msg: str) -> None:
         self._log(prio, msg)
@@ -599,6 +725,7 @@ class Depmod:
     # -- symbols from Module.symvers / System.map
 
     def _symbol_add(self, name: str, prefix_skipped: bool, crc: int, owner: Mod | None) -> None:
+        """A vmlinux symbol (owner None), from Module.symvers or System.map."""
         if not prefix_skipped and self.sym_prefix and name.startswith(self.sym_prefix):
             name = name[1:]
         self.symbols[name] = Symbol(name, owner, crc)
@@ -807,8 +934,11 @@ class Depmod:
             old = self.by_name.get(modname)
             if old is not None:
                 if old.path != path:
-                    self.log(LOG_ERR, f"kmod_module '{modname}' already exists with different "
-                                      f"path: new-path='{path}' old-path='{old.path}'\n")
+                    # libkmod's message, as Debian's build (with debug) prints it
+                    self.log(LOG_ERR, "../libkmod/libkmod-module.c:428 "
+                                      f"kmod_module_new_from_path() kmod_module '{modname}' "
+                                      f"already exists with different path: new-path='{path}' "
+                                      f"old-path='{old.path}'\n")
                     raise DepmodError(f"could not create module {path}: "
                                       f"{_strerror(_errno.EEXIST)}\n")
                 self.log(LOG_ERR, f"hash_add_unique {modname}: {_strerror(_errno.EEXIST)}\n")
@@ -872,48 +1002,91 @@ class Depmod:
 
         Raises DependencyCycleError (after logging each cycle) when there are cycles.
         """
-        want_crcs = self.check_symvers
-        results = _read_all([m.path for m in self.modules], want_crcs, self.jobs)
+        detail = self.check_symvers or self.print_unknown
+        results = _read_all([m.path for m in self.modules], detail, self.jobs)
+        owner = self.owner
+        prefix = self.sym_prefix
         for m, data in zip(self.modules, results, strict=True):
             if data.error and data.error != _errno.ENOENT:
                 self.log(LOG_ERR, f"failed to load symbols from {m.path}: "
                                   f"{_strerror(data.error)}\n")
-            m.exports = data.exports
-            m.dep_syms = data.dep_syms
+            m.data = data
             m.info = data.info
-            for name, crc in data.exports:
-                self._symbol_add(name, False, crc, m)
-        self._load_dependencies()
+            if prefix:
+                for name in data.exports:
+                    owner[name[1:] if name.startswith(prefix) else name] = m
+            else:
+                owner.update(dict.fromkeys(data.exports, m))
+        if self.check_symvers:
+            for m in self.modules:
+                assert m.data is not None and m.data.export_crcs is not None
+                for name, crc in zip(m.data.exports, m.data.export_crcs, strict=True):
+                    self.export_crc[name[1:] if prefix and name.startswith(prefix) else name] \
+                        = crc
+        if (self.verbose or self.print_unknown or self.check_symvers or prefix
+                or any(m.data is not None and m.data.dotted for m in self.modules)):
+            self._load_dependencies()
+        else:
+            self._load_dependencies_fast()
         self._calculate_dependencies()
 
+    def _load_dependencies_fast(self) -> None:
+        """Dependencies when no symbol needs reporting: a set intersection per module."""
+        owner = self.owner
+        keys = owner.keys()
+        for m in self.modules:
+            assert m.data is not None
+            names = m.data.dep_names
+            if not names:
+                continue
+            hits = keys & names
+            if not hits:
+                continue
+            ordered = sorted(hits, key=names.index) if len(hits) > 1 else hits
+            deps = m.deps
+            for h in ordered:
+                o = owner[h]
+                if o not in deps:
+                    deps.append(o)
+                    o.users += 1
+
     def _load_dependencies(self) -> None:
-        symbols = self.symbols
+        owner = self.owner
+        vmlinux = self.symbols
+        export_crc = self.export_crc
         prefix = self.sym_prefix
         check, warn = self.check_symvers, self.print_unknown
         verbose = self.verbose
         for m in self.modules:
+            data = m.data
+            assert data is not None
             deps = m.deps
-            seen = {id(d) for d in deps}
-            for name, crc, weak in m.dep_syms:
+            crcs = data.dep_crcs
+            weaks = data.dep_weak
+            for k, name in enumerate(data.dep_names):
                 key = name[1:] if name.startswith(".") else name
                 if prefix and key.startswith(prefix):
                     key = key[1:]
-                sym = symbols.get(key)
-                if sym is None:
+                weak = weaks[k] if weaks is not None else False
+                o = owner.get(key)
+                if o is not None:
+                    sym_crc = export_crc.get(key, 0)
+                elif key in vmlinux:
+                    sym_crc = vmlinux[key].crc
+                else:
                     if warn and not weak:
                         self.log(LOG_WARNING, f"{m.path} needs unknown symbol {name}\n")
                     continue
-                if check and sym.crc != crc and not weak and warn:
+                crc = crcs[k] if crcs is not None else 0
+                if check and sym_crc != crc and not weak and warn:
                     self.log(LOG_WARNING, f"{m.path} disagrees about version of symbol "
                                           f"{name}\n")
-                owner = sym.owner
-                if owner is None or id(owner) in seen:
+                if o is None or o in deps:
                     continue
-                seen.add(id(owner))
-                deps.append(owner)
-                owner.users += 1
+                deps.append(o)
+                o.users += 1
                 if verbose:
-                    self._show(f'{m.path} needs "{sym.name}": {owner.path}\n')
+                    self._show(f'{m.path} needs "{key}": {o.path}\n')
 
     def _calculate_dependencies(self) -> None:
         mods = self.modules
@@ -1041,25 +1214,36 @@ class Depmod:
                     out.append(f"softdep {m.modname} {v}\n")
         return _enc("".join(out))
 
-    def _owned_symbols(self) -> list[Symbol]:
-        syms = [s for s in self.symbols.values() if s.owner is not None]
-        syms.sort(key=lambda s: hash_order_key(s.name, 2048))
-        return syms
+    def _owned_symbols(self) -> list[tuple[str, Mod]]:
+        """Module-owned symbols in libkmod's hash-table order (2048 buckets)."""
+        if self._sorted_symbols is None:
+            bucket: dict[str, int] = {}
+            prefix = self.sym_prefix
+            for m in self.modules:
+                assert m.data is not None
+                if prefix:
+                    bucket.update(((n[1:] if n.startswith(prefix) else n), b)
+                                  for n, b in zip(m.data.exports, m.data.export_buckets,
+                                                  strict=True))
+                else:
+                    bucket.update(zip(m.data.exports, m.data.export_buckets, strict=True))
+            if prefix:  # names lost their prefix: hash them again
+                bucket = {n: superfast_hash(_enc(n)) & 2047 for n in bucket}
+            names = sorted(self.owner, key=lambda n: (bucket[n], _enc(n)))
+            self._sorted_symbols = [(n, self.owner[n]) for n in names]
+        return self._sorted_symbols
 
     def output_symbols(self) -> bytes:
         out = ["# Aliases for symbols, used by symbol_request().\n"]
-        for s in self._owned_symbols():
-            assert s.owner is not None
-            out.append(f"alias symbol:{s.name} {s.owner.modname}\n")
+        for name, owner in self._owned_symbols():
+            out.append(f"alias symbol:{name} {owner.modname}\n")
         return _enc("".join(out))
 
     def output_symbols_bin(self, layout: Layout = "postorder") -> bytes:
         idx = IndexBuilder()
-        for s in self._owned_symbols():
-            owner = s.owner
-            assert owner is not None
-            if idx.add("symbol:" + s.name, owner.modname, owner.idx) and self.warn_dups:
-                self.log(LOG_WARNING, f"duplicate module syms:\nsymbol:{s.name} "
+        for name, owner in self._owned_symbols():
+            if idx.add("symbol:" + name, owner.modname, owner.idx) and self.warn_dups:
+                self.log(LOG_WARNING, f"duplicate module syms:\nsymbol:{name} "
                                       f"{owner.modname}\n")
         return idx.to_bytes(layout)
 
@@ -1216,7 +1400,8 @@ def _unlink_quiet(name: str, dfd: int) -> None:
 
 
 def _fake_fd(depth: int) -> int:
-    return 3 + depth
+    """The descriptor number kmod's message would show for a directory at ``depth``."""
+    return 2 + depth
 
 
 def _starts_with_dir(path: str, pathlen: int, prefix: str) -> bool:
@@ -1328,10 +1513,10 @@ def _scanf_u(sign: str, digits: str) -> int:
 # --------------------------------------------------------------------------- reading in parallel
 
 
-def _read_all(paths: list[str], want_crcs: bool, jobs: int) -> list[ModuleData]:
+def _read_all(paths: list[str], detail: bool, jobs: int) -> list[ModuleData]:
     """read_module_data for every path, split over ``jobs`` processes (fork)."""
     if jobs <= 1 or len(paths) < 64 or not hasattr(os, "fork"):
-        return [read_module_data(p, want_crcs) for p in paths]
+        return [read_module_data(p, detail) for p in paths]
     import pickle
 
     results: list[ModuleData | None] = [None] * len(paths)
@@ -1343,9 +1528,8 @@ def _read_all(paths: list[str], want_crcs: bool, jobs: int) -> list[ModuleData]:
             code = 0
             try:
                 os.close(r)
-                mine = [read_module_data(p, want_crcs) for p in paths[w::jobs]]
-                payload = pickle.dumps([(d.exports, d.dep_syms, d.info, d.error) for d in mine],
-                                       protocol=pickle.HIGHEST_PROTOCOL)
+                mine = [tuple(read_module_data(p, detail)) for p in paths[w::jobs]]
+                payload = pickle.dumps(mine, protocol=pickle.HIGHEST_PROTOCOL)
                 with os.fdopen(wfd, "wb") as f:
                     f.write(payload)
             except BaseException:
@@ -1356,7 +1540,7 @@ def _read_all(paths: list[str], want_crcs: bool, jobs: int) -> list[ModuleData]:
         children.append((pid, r, w))
     try:
         for i in range(0, len(paths), jobs):
-            results[i] = read_module_data(paths[i], want_crcs)
+            results[i] = read_module_data(paths[i], detail)
         for pid, r, w in children:
             with os.fdopen(r, "rb") as f:
                 payload = f.read()
@@ -1364,8 +1548,8 @@ def _read_all(paths: list[str], want_crcs: bool, jobs: int) -> list[ModuleData]:
             if status != 0 or not payload:
                 raise DepmodError("a module reader process failed\n", LOG_CRIT)
             got = pickle.loads(payload)
-            for j, (exp, deps, info, err) in zip(range(w, len(paths), jobs), got, strict=True):
-                results[j] = ModuleData(exp, deps, info, err)
+            for j, fields in zip(range(w, len(paths), jobs), got, strict=True):
+                results[j] = ModuleData(*fields)
     except BaseException:
         for pid, _r, _w in children:
             try:

@@ -601,12 +601,122 @@ def _build_trie(values: dict[bytes, list[tuple[int, bytes]]]) -> _Node:
 def encode_index(values: dict[bytes, list[tuple[int, bytes]]],
                  layout: Layout = "postorder") -> bytes:
     """Encode key -> [(priority, value) in insertion order] as a kmod index file."""
-    root = _build_trie(values)
     if layout == "postorder":
-        return _encode_postorder(root)
+        return _encode_postorder_sorted(values)
     if layout == "preorder":
-        return _encode_preorder(root)
+        return _encode_preorder(_build_trie(values))
     raise ValueError(f"unknown index layout {layout!r}")
+
+
+def _lcp(a: bytes, b: bytes) -> int:
+    """Length of the longest common prefix of ``a`` and ``b``."""
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    x = int.from_bytes(a[:n], "big") ^ int.from_bytes(b[:n], "big")
+    return n - ((x.bit_length() + 7) >> 3)
+
+
+def _encode_postorder_sorted(values: dict[bytes, list[tuple[int, bytes]]]) -> bytes:
+    """kmod 30's post-order layout in one pass over the sorted keys.
+
+    An open node is [start, end, source key, children, values blob]: its prefix is
+    ``source[start:end]`` and it hangs under ``source[start - 1]``.  A node is written
+    when the keys move past it, which is after all its children (ascending bytes).
+    """
+    out: list[bytes] = [b""]
+    append = out.append
+    pos = _HEADER.size
+    structs: dict[int, struct.Struct] = {}
+    u32 = _U32.pack
+    # node word flags, by (has prefix, has children, has values)
+    root: list = [0, 0, b"", None, b""]  # type: ignore[type-arg]
+    stack: list[list] = [root]  # type: ignore[type-arg]
+    prev = b""
+    first_key = True
+
+    def encode(start: int, end: int, src: bytes, children: list[tuple[int, int]] | None,
+               blob: bytes) -> bytes:
+        chunk = src[start:end] + b"\0" if end > start else b""
+        if children:
+            first, last = children[0][0], children[-1][0]
+            n = last - first + 1
+            if n == len(children):
+                words = [w for _c, w in children]
+            else:
+                words = [0] * n
+                for c, w in children:
+                    words[c - first] = w
+            st = structs.get(n)
+            if st is None:
+                st = structs[n] = struct.Struct(f">{n}I")
+            chunk += bytes((first, last)) + st.pack(*words)
+        return chunk + blob if blob else chunk
+
+    for key in sorted(values):
+        vals = values[key]
+        if len(vals) == 1:
+            prio, val = vals[0]
+            blob = b"\0\0\0\1" + u32(prio) + val + b"\0"
+        else:
+            blob = _values_blob(vals)
+        if first_key:
+            lcp = 0
+            first_key = False
+        else:
+            n = min(len(prev), len(key))
+            if prev[:n] == key[:n]:
+                lcp = n
+            else:
+                x = int.from_bytes(prev[:n], "big") ^ int.from_bytes(key[:n], "big")
+                lcp = n - ((x.bit_length() + 7) >> 3)
+        top = stack[-1]
+        while top[1] > lcp:
+            stack.pop()
+            parent = stack[-1]
+            start, end, src, children, nblob = top
+            if parent[1] >= lcp:
+                chunk = encode(start, end, src, children, nblob)
+                word = pos | (INDEX_NODE_PREFIX if end > start else 0) \
+                    | (INDEX_NODE_CHILDS if children else 0) | (INDEX_NODE_VALUES if nblob else 0)
+                append(chunk)
+                pos += len(chunk)
+                if parent[3] is None:
+                    parent[3] = [(src[start - 1], word)]
+                else:
+                    parent[3].append((src[start - 1], word))
+                top = parent
+            else:  # the new key leaves this node's prefix at lcp: split the node there
+                chunk = encode(lcp + 1, end, src, children, nblob)
+                word = pos | (INDEX_NODE_PREFIX if end > lcp + 1 else 0) \
+                    | (INDEX_NODE_CHILDS if children else 0) | (INDEX_NODE_VALUES if nblob else 0)
+                append(chunk)
+                pos += len(chunk)
+                top = [start, lcp, src, [(src[lcp], word)], b""]
+                stack.append(top)
+                break
+        if len(key) == lcp:  # only the empty key, at the root
+            top[4] = blob
+        else:
+            stack.append([lcp + 1, len(key), key, None, blob])
+        prev = key
+    while True:
+        top = stack.pop()
+        start, end, src, children, nblob = top
+        chunk = encode(start, end, src, children, nblob)
+        word = pos | (INDEX_NODE_PREFIX if end > start else 0) \
+            | (INDEX_NODE_CHILDS if children else 0) | (INDEX_NODE_VALUES if nblob else 0)
+        append(chunk)
+        pos += len(chunk)
+        if not stack:
+            break
+        parent = stack[-1]
+        if parent[3] is None:
+            parent[3] = [(src[start - 1], word)]
+        else:
+            parent[3].append((src[start - 1], word))
+    out[0] = _HEADER.pack(INDEX_MAGIC, INDEX_VERSION, word)
+    return b"".join(out)
 
 
 def _flags(node: _Node) -> int:
