@@ -8,7 +8,7 @@ trap 'rm -rf "$WORK"' EXIT
 
 say()  { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run()  { printf '$ %s\n' "$*"; "$@"; }
-same() { if cmp -s "$1" "$2"; then echo "   -> identical to kmod ($3)"; else echo "   -> DIFFERS from kmod ($3)"; diff "$1" "$2" | head; exit 1; fi; }
+same() { if cmp -s "$1" "$2"; then echo "   -> byte-identical: $3"; else echo "   -> DIFFERS: $3"; diff "$1" "$2" | head; exit 1; fi; }
 
 read -r _ T61 R61 < <(python3 scripts/test-fixtures.py 6.1)
 read -r _ T612 R612 < <(python3 scripts/test-fixtures.py 6.12)
@@ -20,11 +20,11 @@ echo "Debian 6.12 tree: $T612 ($(find "$M612/kernel" -name '*.ko.xz' | wc -l) mo
 say "modinfo: a module by path (6.1) and by name from a tree (6.12, xz-compressed)"
 E1000E=$(find "$M61/kernel" -name e1000e.ko)
 run "$LKM" modinfo "$E1000E" | head -12; echo "   ..."
-"$LKM" modinfo "$E1000E" > "$WORK/a"; /sbin/modinfo "$E1000E" > "$WORK/b"; same "$WORK/a" "$WORK/b" "modinfo e1000e.ko"
+"$LKM" modinfo "$E1000E" > "$WORK/a"; /sbin/modinfo "$E1000E" > "$WORK/b"; same "$WORK/a" "$WORK/b" "lkm and kmod modinfo of e1000e.ko"
 run "$LKM" modinfo -b "$T612.kmod" -k "$R612" -F signer ext4
-"$LKM" modinfo -b "$T612.kmod" -k "$R612" ext4 > "$WORK/a"; /sbin/modinfo -b "$T612.kmod" -k "$R612" ext4 > "$WORK/b"; same "$WORK/a" "$WORK/b" "modinfo ext4 by name"
+"$LKM" modinfo -b "$T612.kmod" -k "$R612" ext4 > "$WORK/a"; /sbin/modinfo -b "$T612.kmod" -k "$R612" ext4 > "$WORK/b"; same "$WORK/a" "$WORK/b" "lkm and kmod modinfo of ext4 by name"
 mapfile -t ALL61 < <(find "$M61/kernel" -name '*.ko' | sort)
-"$LKM" modinfo "${ALL61[@]}" > "$WORK/a"; /sbin/modinfo "${ALL61[@]}" > "$WORK/b"; same "$WORK/a" "$WORK/b" "modinfo of all ${#ALL61[@]} modules of 6.1 in one call"
+"$LKM" modinfo "${ALL61[@]}" > "$WORK/a"; /sbin/modinfo "${ALL61[@]}" > "$WORK/b"; same "$WORK/a" "$WORK/b" "lkm and kmod modinfo of all ${#ALL61[@]} modules of 6.1 in one call"
 
 say "depmod: every index of the 6.1 and 6.12 trees, against kmod's"
 for t in "$T61:$R61" "$T612:$R612"; do
@@ -38,3 +38,27 @@ for t in "$T61:$R61" "$T612:$R612"; do
   printf '   %s: lkm depmod took %.2f s; all %d files byte-identical to kmod depmod'"'"'s\n' "$rel" "$(awk "BEGIN{print $end - $start}")" "$n"
 done
 head -3 "$WORK/depmod-$R61/lib/modules/$R61/modules.dep"
+
+say "signatures: every module checked against the certificate built into its own kernel image"
+run "$LKM" extract-certs --info "$T61/boot/vmlinuz-$R61"
+run "$LKM" verify --kernel "$T61" "$M61/kernel"
+run "$LKM" verify --kernel "$T612" "$M612/kernel"
+
+say "Kbuild: test modules built from tests/modules against linux-headers-$R61"
+declare -A KO
+while read -r name path; do KO[$name]=$path; done < <(.venv/bin/python tests/kbuild.py "$R61")
+echo "   built ${#KO[@]} modules: ${!KO[*]}"
+run "$LKM" modinfo -p "${KO[lkm_params]}" | head -6; echo "   ..."
+
+say "sign-file: lkm signs byte for byte as the kernel's scripts/sign-file"
+openssl req -new -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=lkm demo key" \
+  -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+run "$LKM" sign-file sha256 "$WORK/key.pem" "$WORK/cert.pem" "${KO[lkm_params]}" "$WORK/lkm.ko"
+/usr/lib/linux-kbuild-6.1/scripts/sign-file sha256 "$WORK/key.pem" "$WORK/cert.pem" "${KO[lkm_params]}" "$WORK/kernel.ko"
+same "$WORK/lkm.ko" "$WORK/kernel.ko" "lkm sign-file and the kernel's scripts/sign-file"
+run "$LKM" modinfo -F signer "$WORK/lkm.ko"
+run "$LKM" verify --cert "$WORK/cert.pem" "$WORK/lkm.ko"
+printf '$ %s\n' "$LKM verify --kernel $T61 $WORK/lkm.ko   # a key the kernel does not trust"
+"$LKM" verify --kernel "$T61" "$WORK/lkm.ko" || echo "   (exit $?: the kernel would say ENOKEY and taint E, or refuse under sig_enforce)"
+run "$LKM" strip-sig -o "$WORK/stripped.ko" "$WORK/lkm.ko"
+same "$WORK/stripped.ko" "${KO[lkm_params]}" "strip-sig gives back the module as built"

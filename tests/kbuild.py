@@ -181,3 +181,10 @@ def build_modules(release: str) -> dict[str, Path]:
                 _prune(base, keep=out)
     os.utime(stamp)
     return {name: out / rel for name, rel in json.loads(stamp.read_text()).items()}
+
+
+if __name__ == "__main__":  # `python tests/kbuild.py RELEASE`: build and print "name path" lines
+    import sys
+
+    for _name, _path in sorted(build_modules(sys.argv[1]).items()):
+        print(_name, _path)
