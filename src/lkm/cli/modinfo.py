@@ -13,7 +13,6 @@ import mmap
 import os
 import stat
 from dataclasses import dataclass
-from typing import Any
 
 from lkm.cli._common import (
     LOG_ERR,
@@ -105,10 +104,10 @@ def read_module_info(path: str) -> list[tuple[bytes, bytes]]:
     a gzip stream is not a module).  Raises OSError or FormatError (whose ``errno`` is
     kmod's) when it is not a module, _InfoError(ENOENT) when it has no .modinfo.
     """
-    from lkm import compress, signature
+    from lkm import signature
     from lkm.module import ModuleFile
 
-    content = _read(path, compress)
+    content = _read(path)
     _identify(content)
     # the mapping is released with the last view of it, when this returns
     elf = ModuleFile(content, path).elf
@@ -125,8 +124,10 @@ def read_module_info(path: str) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def _read(path: str, compress: Any) -> bytes | mmap.mmap:
+def _read(path: str) -> bytes | mmap.mmap:
     """kmod_file_open: at least 6 bytes (EINVAL), decompressed by magic, else mapped."""
+    from lkm import compress
+
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         head = os.pread(fd, 6, 0)
