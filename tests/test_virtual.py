@@ -172,7 +172,7 @@ def test_check_cli(tree: Tree, test_modules: dict[str, Path]) -> None:
 
 def test_concurrent_writers(vk: VirtualKernel, test_modules_61: dict[str, Path]) -> None:
     """Eight processes load eight modules at once: every load lands, the state stays valid."""
-    names = ["lkm_params", "lkm_alias", "lkm_ns_export", "lkm_staging", "lkm_testmod",
+    names = ["lkm_params", "lkm_softdep", "lkm_ns_export", "lkm_staging", "lkm_testmod",
              "lkm_weak", "lkm_intree", "lkm_noexit"]
     procs = [subprocess.Popen([LKM, "--virtual", str(vk.dir), "insmod",
                                str(test_modules_61[n])], stderr=subprocess.PIPE, text=True)
