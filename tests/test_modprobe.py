@@ -154,6 +154,7 @@ install lkmtest-inst /bin/echo installing $CMDLINE_OPTS [$MODPROBE_MODULE]
 install ext4 /bin/echo ext4-install $CMDLINE_OPTS
 install e1000* /bin/echo e1000-family $CMDLINE_OPTS
 install veth /bin/echo veth $CMDLINE_OPTS; /bin/false
+install lkmtest-env /bin/echo env=[$MODPROBE_OPTIONS] [$MODPROBE_MODULE]
 remove lkmtest-rm /bin/echo removing $CMDLINE_OPTS
 remove dummy /bin/echo rm-dummy [$MODPROBE_MODULE]
 blacklist nbd
@@ -242,6 +243,7 @@ def test_install_commands_run(tree: Tree, confdir: Path) -> None:
     both([*base, "-v", "lkmtest-inst"])
     both([*base, "-v", "e1000e", "opt=1"])
     both([*base, "veth"])  # the command fails: "Error running install command"
+    both([*base, "-v", "-q", "-s", "lkmtest-env"])  # the tool's options reach the command
     both([*base, "-a", "-v", "lkmtest-inst", "e1000e", "veth", "lkmtest-inst"])
 
 
@@ -296,3 +298,18 @@ def test_insmod_rmmod_lsmod_errors(tmp_path: Path) -> None:
     both(["lkm_surely_not_loaded"], tool="rmmod")
     both(["-x"], tool="rmmod")
     both(["x"], tool="lsmod")
+
+
+def test_damaged_indexes(tree: Tree, tmp_path: Path) -> None:
+    """Missing or garbage index files behave as empty ones."""
+    root = tmp_path / "root"
+    moddir = root / "lib" / "modules" / tree.release
+    moddir.mkdir(parents=True)
+    for f in ("modules.dep", "modules.softdep", "modules.builtin"):
+        (moddir / f).write_bytes((tree.kmod_moddir / f).read_bytes())
+    (moddir / "modules.dep.bin").write_bytes(b"not an index at all, just bytes")
+    (moddir / "modules.alias.bin").write_bytes(b"\xb0\x07\xf4\x57" + b"\0" * 4)
+    args = ["-d", str(root), "-S", tree.release]
+    both([*args, "-a", "-D", "ext4", "dummy", "pci:v00008086d00001234sv0sd0bc0sc0i0"])
+    both([*args, "-R", "snd-hda-intel"])
+    both([*args, "-c"])

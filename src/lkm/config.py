@@ -253,6 +253,7 @@ class ModprobeConfig:
         self.messages: list[tuple[int, str, str, str]] = []
         self.files: list[str] = []
         self._cache: dict[str, object] = {}
+        self._alias_matcher: _FirstMatch | None = None
 
     # -- reading ---------------------------------------------------------------
 
@@ -365,6 +366,7 @@ class ModprobeConfig:
                     (LOG_ERR, libkmod_pos("libkmod-config.c:712"), "kmod_config_parse",
                      f"{filename} line {linenum}: ignoring bad line starting with '{cmd}'\n"))
         self._cache.clear()
+        self._alias_matcher = None
 
     def parse_kcmdline(self, text: str) -> None:
         """Add ``mod.param[=value]`` options and ``modprobe.blacklist=`` from a command line.
@@ -493,6 +495,13 @@ class ModprobeConfig:
         if len(found) == 1:
             return found[0][1]
         return " ".join(o for _i, o in found)
+
+    def may_match_alias(self, name: str) -> bool:
+        """False when no ``alias`` pattern can match ``name`` (a quick test)."""
+        m = self._alias_matcher
+        if m is None:
+            m = self._alias_matcher = self._matcher("alias", (a for a, _m in self.aliases))
+        return bool(m.wild) or name in m.exact
 
     def matching_aliases(self, name: str) -> list[tuple[str, str]]:
         """(pattern, modname) of every config alias whose pattern fnmatches ``name``."""

@@ -52,6 +52,7 @@ PROBE_APPLY_BLACKLIST = 0x20000
 PROBE_APPLY_BLACKLIST_ALIAS_ONLY = 0x40000
 
 _SHOW_ONLY = PROBE_IGNORE_LOADED | PROBE_DRY_RUN
+_MISS = "\0"  # not looked up yet (an index value never holds a NUL)
 
 # kmod_module_remove_module flags
 REMOVE_FORCE = O_TRUNC
@@ -133,6 +134,38 @@ class Modprobe:
     def release(self) -> None:
         """Forget every module object (libkmod frees them when a tool drops its lists)."""
         self.pool.clear()
+
+    def load_resources(self) -> None:
+        """kmod_load_resources: check the indexes' headers in libkmod's order (dep, alias,
+        symbols, builtin.alias, builtin) and log what libkmod logs for the first bad one.
+
+        Only messages come of it: lookups treat a bad index as an empty one either way.
+        """
+        for name in ("modules.dep", "modules.alias", "modules.symbols",
+                     "modules.builtin.alias", "modules.builtin"):
+            ok = self._check_index_header(f"{self.dirname}/{name}.bin")
+            if not ok and name != "modules.builtin.alias":
+                break
+
+    def _check_index_header(self, path: str) -> bool:
+        try:
+            with open(path, "rb") as f:
+                head = f.read(12)
+        except OSError:
+            return False
+        if len(head) < 12:
+            return False
+        magic = int.from_bytes(head[:4], "big")
+        version = int.from_bytes(head[4:8], "big")
+        if magic != 0xB007F457:
+            self.log(LOG_ERR, libkmod_pos("libkmod-index.c:790"), "index_mm_open",
+                     f"magic check fail: {magic:x} instead of b007f457\n")
+            return False
+        if version >> 16 != 2:
+            self.log(LOG_ERR, libkmod_pos("libkmod-index.c:797"), "index_mm_open",
+                     f"major version check fail: {version >> 16} instead of 2\n")
+            return False
+        return True
 
     # -- module objects (kmod_module_new_*) -----------------------------------------------
 
@@ -440,15 +473,20 @@ class Modprobe:
                 return -errno.EINVAL, []
         else:
             name = given.replace("-", "_")
-        if self.config.aliases:
-            found = [self.from_alias(pat, mod)
-                     for pat, mod in self.config.matching_aliases(name)]
+        config = self.config
+        if config.aliases and config.may_match_alias(name):
+            found = [self.from_alias(pat, mod) for pat, mod in config.matching_aliases(name)]
             if found:
                 return 0, found
         if ":" not in name:
-            line = self.search_moddep(name)
+            line = self._depline.get(name, _MISS)
+            if line is _MISS:
+                line = self.search_moddep(name)
             if line is not None:
-                mod = self.from_name(name)
+                key = name if "." not in name else normalize_name(name)
+                mod = self.pool.get(key)
+                if mod is None:
+                    mod = self.pool[key] = Module(key)
                 self._parse_depline(mod, line)
                 return 0, [mod]
         if name.startswith("symbol:"):

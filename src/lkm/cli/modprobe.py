@@ -366,6 +366,7 @@ def _main(t: _Tool, argv: list[str]) -> int:
     moddir = ModuleDir(dirname)
     ctx = Modprobe(moddir, config, kernel, t.lib)
     ctx.before_command = t.out.sync
+    ctx.load_resources()
 
     rc = _dispatch(t, ctx, args, show_config, show_modversions, show_exports, do_remove,
                    use_all)
