@@ -445,6 +445,11 @@ def make_variants(kos: dict[str, Path], tree: Any, out: Path) -> dict[str, Path]
         .bytes())
     put("lkm_alias_noretpoline", ko("lkm_alias").replace(b"retpoline=Y", b"retpolinX=Y")
         .bytes())
+    put("lkm_alias_twomodinfo", ko("lkm_alias").rename_section(".comment", ".modinfo").bytes())
+    k = ko("lkm_alias")
+    h = k.shdr(k.sec(".gnu.linkonce.this_module"))
+    struct.pack_into("<Q", k.b, h + 32, struct.unpack_from("<Q", k.b, h + 32)[0] + 64)
+    put("lkm_alias_bigthis", k.bytes())
     put("keyboard", ko("lkm_weak").replace(b"lkm_weak", b"keyboard").bytes())
     put("lkm_intree_staging", ko("lkm_intree").replace(b"intree=Y", b"staging=").bytes())
     put("lkm_params_bsd", ko("lkm_params").replace(b"license=GPL", b"license=BSD").bytes())
@@ -551,6 +556,10 @@ def normal_steps(f: dict[str, Path]) -> list[dict[str, Any]]:
         rm("unload", "lkm_alias"),
         ins("livepatch module", "lkm_alias_livepatch"),
         rm("unload livepatch", "lkm_alias"),
+        ins("two .modinfo sections (6.12 refuses)", "lkm_alias_twomodinfo"),
+        rm("unload", "lkm_alias"),
+        ins("struct module of another size (6.12 refuses)", "lkm_alias_bigthis"),
+        rm("unload", "lkm_alias"),
         ins("name of a built-in with sysfs", "keyboard"),
         rm("unload test module", "lkm_testmod"),
         ins("signed with an unknown key", "lkm_testmod_signed"),
