@@ -431,9 +431,17 @@ def from_headers(hdir: str | os.PathLike[str]) -> KernelProfile:
 def from_running() -> KernelProfile:
     """The running kernel, best effort: its vmlinuz if readable, else its headers."""
     release = os.uname().release
-    for cand in (Path("/boot") / f"vmlinuz-{release}",):
+    config_text = None
+    with contextlib.suppress(OSError):
+        import gzip
+
+        config_text = gzip.decompress(Path("/proc/config.gz").read_bytes()).decode()
+    for cand in (Path("/boot") / f"vmlinuz-{release}", Path("/lib/modules") / release / "vmlinuz",
+                 Path("/usr/lib/modules") / release / "vmlinuz"):
         if cand.is_file():
-            prof = from_vmlinuz(cand, Path("/lib/modules") / release)
+            cfg = cand.with_name(cand.name.replace("vmlinuz", "config", 1))
+            prof = from_vmlinuz(cand, Path("/lib/modules") / release,
+                                None if cfg.is_file() else config_text)
             prof.kind = "running"
             return prof
     build = Path("/lib/modules") / release / "build"
@@ -441,7 +449,8 @@ def from_running() -> KernelProfile:
         prof = from_headers(build)
         prof.kind = "running"
         return prof
-    raise ProfileError(f"no kernel image or headers found for the running kernel {release}")
+    raise ProfileError(f"no kernel image (/boot/vmlinuz-{release}) or headers "
+                       f"(/lib/modules/{release}/build) for the running kernel")
 
 
 def build(source: str | os.PathLike[str]) -> KernelProfile:
