@@ -600,6 +600,15 @@ def enforce_steps(f: dict[str, Path]) -> list[dict[str, Any]]:
          "path": "/sys/module/module/parameters/sig_enforce", "value": "0\n"},
         {"tag": "read sig_enforce", "op": "read",
          "path": "/sys/module/module/parameters/sig_enforce"},
+        {"tag": "modules_disabled cannot be 0", "op": "write",
+         "path": "/proc/sys/kernel/modules_disabled", "value": "0\n"},
+        {"tag": "modules_disabled", "op": "write", "path": "/proc/sys/kernel/modules_disabled",
+         "value": "1\n"},
+        ins("no loading once modules are disabled", "crc8_xz", "", 4),
+        {"tag": "no unloading once modules are disabled", "op": "rmmod", "name": "crc7",
+         "flags": O_NONBLOCK},
+        {"tag": "read modules_disabled", "op": "read",
+         "path": "/proc/sys/kernel/modules_disabled"},
     ]
 
 

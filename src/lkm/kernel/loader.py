@@ -169,6 +169,7 @@ class KernelState:
     cmdline: str = ""
     spectre_v2_mitigated: bool = True
     init_results: dict[str, int] = field(default_factory=dict)
+    modules_disabled: bool = False  # /proc/sys/kernel/modules_disabled, "nomodule"
     next_base: int = MODULES_VADDR + 0x200000
 
     def find_module(self, name: str, even_unformed: bool = False) -> Module | None:

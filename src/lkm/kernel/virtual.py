@@ -98,7 +98,7 @@ def apply_cmdline(k: KernelState, cmdline: str) -> list[tuple[int, str]]:
             lines.append((KERN_NOTICE, "Kernel is locked down from command line; see man "
                                        "kernel_lockdown.7"))
         elif p == "nomodule":
-            k.init_results["*modules_disabled*"] = 1
+            k.modules_disabled = True
         elif (p == "mitigations" and val == "off") or (p in ("spectre_v2", "nospectre_v2")
                                                        and val in (None, "off")):
             k.spectre_v2_mitigated = False
@@ -115,7 +115,8 @@ def _state_to_json(k: KernelState, log: list[LogRecord], boot: float, seq: int
         "once": sorted(k.once), "debug_locks": k.debug_locks, "sig_enforce": k.sig_enforce,
         "lockdown": k.lockdown, "module_blacklist": k.module_blacklist, "cmdline": k.cmdline,
         "spectre_v2_mitigated": k.spectre_v2_mitigated, "init_results": k.init_results,
-        "next_base": k.next_base, "log": [r.to_json() for r in log[-LOG_MAX:]],
+        "next_base": k.next_base, "modules_disabled": k.modules_disabled,
+        "log": [r.to_json() for r in log[-LOG_MAX:]],
     }
 
 
@@ -135,6 +136,7 @@ def _state_from_json(d: dict[str, Any], profile: KernelProfile
     k.spectre_v2_mitigated = d["spectre_v2_mitigated"]
     k.init_results = dict(d["init_results"])
     k.next_base = d["next_base"]
+    k.modules_disabled = bool(d.get("modules_disabled", False))
     log = [LogRecord.from_json(r) for r in d["log"]]
     return k, log, float(d["boot"]), int(d["seq"])
 
@@ -351,7 +353,7 @@ class VirtualKernel(KernelBackend):
 
     def _load_image(self, data: bytes, params: str, flags: int, path: str | None) -> None:
         with self._transaction() as k:
-            if k.init_results.get("*modules_disabled*"):
+            if k.modules_disabled:
                 raise KernelError(errno.EPERM)
             log = Printk(k.once)
             try:
@@ -377,7 +379,7 @@ class VirtualKernel(KernelBackend):
 
     def delete_module(self, name: str, flags: int = O_NONBLOCK) -> None:
         with self._transaction() as k:
-            if k.init_results.get("*modules_disabled*"):
+            if k.modules_disabled:
                 raise KernelError(errno.EPERM)
             log = Printk(k.once)
             try:
@@ -492,6 +494,8 @@ def render(k: KernelState, path: str) -> str:
         return f"{k.tainted}\n"
     if p == "/proc/cmdline":
         return k.cmdline + "\n"
+    if p == "/proc/sys/kernel/modules_disabled":
+        return f"{int(k.modules_disabled)}\n"
     if p == "/sys/module/compression" and k.profile.compression:
         return k.profile.compression + "\n"
     if p == "/sys/module/module/parameters/sig_enforce":
@@ -612,6 +616,15 @@ def write(k: KernelState, path: str, value: str, log: Printk) -> None:
                     err = 0
         if err:
             raise _oserr(err, path)
+        return
+    if path == "/proc/sys/kernel/modules_disabled":
+        # proc_dointvec_minmax with min = max = 1: only "1" is accepted, for good
+        from lkm.kernel.params import kstrtoll
+
+        rv, v = kstrtoll(value.strip(), 10)
+        if rv or v != 1:
+            raise _oserr(errno.EINVAL, path)
+        k.modules_disabled = True
         return
     if path == "/proc/sys/kernel/tainted":
         from lkm.kernel.params import kstrtoull
