@@ -62,6 +62,7 @@ MODULE_SIG_STRING = b"~Module signature appended~\n"
 
 # where the virtual kernel places things (x86_64 with KASLR off)
 MODULES_VADDR = 0xFFFFFFFFC0000000
+MODULES_LEN = 0x3F000000  # MODULES_END - MODULES_VADDR (a little under 1 GiB)
 KERNEL_TEXT = 0xFFFFFFFF81000000
 
 _EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
@@ -269,9 +270,11 @@ class _Info:
         return -len(found)
 
     def sec_bytes(self, i: int) -> bytes:
+        """Contents of section ``i``; a NOBITS section reads as zeros (only small ones are
+        materialised: reads past what is returned count as zeros everywhere)."""
         h = self.sechdrs[i]
         if h[1] == SHT_NOBITS:
-            return bytes(h[5]) if h[5] < (1 << 28) else b""
+            return bytes(h[5]) if h[5] < (1 << 24) else b""
         return self.read(h[4], h[5]) if h[5] < (1 << 31) else b""
 
     # .modinfo
@@ -990,6 +993,8 @@ def _layout_and_allocate(k: KernelState, info: _Info, flags: int, log: Printk,
         initsz = sum(_page_align(sizes[t]) for t in (MOD_INIT_TEXT, MOD_INIT_DATA,
                                                     MOD_INIT_RODATA))
         lay.core_size, lay.init_size = core, initsz
+        if core + initsz > MODULES_LEN:
+            raise _Fail(errno.ENOMEM)  # execmem_alloc() fails
         bases = [k.allocate(_page_align(s)) if s else 0 for s in sizes]
         lay.core_base = bases[MOD_TEXT]
         for i, (_init, off, t) in lay.place.items():
@@ -1013,6 +1018,8 @@ def _layout_and_allocate(k: KernelState, info: _Info, flags: int, log: Printk,
                         sizes[j] = _page_align(sizes[j])
         sizes, symtab_core = _layout_symtab(k, info, lay, sizes, modern, names)
         lay.core_size, lay.init_size = sizes[0], sizes[1]
+        if sizes[0] + sizes[1] > MODULES_LEN:
+            raise _Fail(errno.ENOMEM)  # module_alloc() fails
         lay.core_base = k.allocate(sizes[0])
         lay.init_base = k.allocate(sizes[1]) if sizes[1] else 0
         for i, (init, off, _t) in lay.place.items():
