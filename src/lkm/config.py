@@ -172,7 +172,8 @@ _CSPACE = " \t\n\v\f\r"
 _WILDCARDS = frozenset("*?[")
 
 
-def _is_pattern(s: str) -> bool:
+def is_pattern(s: str) -> bool:
+    """Whether fnmatch treats ``s`` as a pattern (wildcards or escapes), not a plain name."""
     return any(c in _WILDCARDS for c in s) or "\\" in s
 
 
@@ -532,7 +533,7 @@ class _FirstMatch:
         self.exact: dict[str, list[int]] = {}
         self.wild: list[tuple[int, bytes]] = []
         for i, pat in enumerate(patterns):
-            if _is_pattern(pat):
+            if is_pattern(pat):
                 self.wild.append((i, pat.encode("utf-8", "surrogateescape")))
             else:
                 self.exact.setdefault(pat, []).append(i)

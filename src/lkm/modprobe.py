@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
-from lkm.config import LOG_ERR, LOG_INFO, ModprobeConfig, Softdep, libkmod_pos
+from lkm.config import LOG_ERR, LOG_INFO, ModprobeConfig, Softdep, is_pattern, libkmod_pos
 from lkm.errors import IndexError_, InvalidAlias, KernelError, LkmError
 from lkm.index import Index
 from lkm.kernel.backend import (
@@ -115,9 +115,11 @@ class Modprobe:
         self._paths: dict[str, tuple[str, str] | int] = {}
         self._dep_entries: dict[str, tuple[str, tuple[str, str] | int]] = {}
         self._builtin: dict[str, bool] = {}
-        self._name_options: dict[str, str | None] = {}
-        self._name_install: dict[str, str | None] = {}
-        self._name_softdep: dict[str, Softdep | None] = {}
+        self._name_softdep: dict[str, Softdep | str | None] = {}
+        self._install_exact: dict[str, str] | None = None
+        self._softdep_exact: dict[str, Softdep] | None = None
+        self._options_by_name: dict[str, str] = {}
+        self._index_config()
         self._generation = 0
         self._dep_index: Index | bool | None = False
         # -D lines of dependencies, by (path, name)
@@ -221,21 +223,21 @@ class Modprobe:
 
     def search_moddep(self, name: str) -> str | None:
         """The modules.dep line of ``name`` (modules.dep.bin, looked up once per name)."""
-        try:
-            return self._depline[name]
-        except KeyError:
-            pass
+        line = self._depline.get(name, _MISS)
+        if line is _MISS:
+            line = self._depline[name] = self._read_moddep(name)
+        return line
+
+    def _read_moddep(self, name: str) -> str | None:
         idx = self._dep_index
         if idx is False:
             idx = self._dep_index = self.moddir.index("modules.dep")
-        line = None
         if isinstance(idx, Index):
             try:
-                line = idx.first_value(name)
+                return idx.first_value(name)
             except IndexError_:
-                line = None
-        self._depline[name] = line
-        return line
+                return None
+        return None
 
     def _split_depline(self, line: str) -> _DepLine | None:
         colon = line.find(":")
@@ -351,15 +353,28 @@ class Modprobe:
             mod.builtin = b
         return mod.builtin
 
+    def _index_config(self) -> None:
+        """Dictionaries for the per-module configuration questions, when the answer is a
+        plain lookup (no wildcard pattern among the ``install``/``softdep`` lines)."""
+        cfg = self.config
+        inst: dict[str, str] = {}
+        for pat, cmd in cfg.install_commands:
+            inst.setdefault(pat, cmd)
+        self._install_exact = (None if any(is_pattern(p) for p in inst) else inst)
+        sds: dict[str, Softdep] = {}
+        for sd in cfg.softdeps:
+            sds.setdefault(sd.name, sd)
+        self._softdep_exact = (None if any(is_pattern(p) for p in sds) else sds)
+        names = {m for m, _o in cfg.options}
+        self._options_by_name = {n: o for n in names
+                                 if (o := cfg.module_options(n)) is not None}
+
     def options(self, mod: Module) -> str | None:
         """The configured options of ``mod`` (by name or the alias it was found by)."""
         opts = mod._options
         if opts is False:
             if mod.alias is None:
-                try:
-                    opts = self._name_options[mod.name]
-                except KeyError:
-                    opts = self._name_options[mod.name] = self.config.module_options(mod.name)
+                opts = self._options_by_name.get(mod.name)
             else:
                 opts = self.config.module_options(mod.name, mod.alias)
             mod._options = opts
@@ -369,19 +384,20 @@ class Modprobe:
         """The first matching ``install`` command (or the one the lookup found it by)."""
         cmd = mod._install
         if cmd is False:
-            try:
-                cmd = self._name_install[mod.name]
-            except KeyError:
-                cmd = self._name_install[mod.name] = self.config.install_command(mod.name)
+            exact = self._install_exact
+            cmd = exact.get(mod.name) if exact is not None else \
+                self.config.install_command(mod.name)
             mod._install = cmd
         return cmd  # type: ignore[return-value]
 
     def _softdep(self, name: str) -> Softdep | None:
-        try:
-            return self._name_softdep[name]
-        except KeyError:
+        exact = self._softdep_exact
+        if exact is not None:
+            return exact.get(name)
+        sd = self._name_softdep.get(name, _MISS)
+        if sd is _MISS:
             sd = self._name_softdep[name] = self.config.softdep(name)
-            return sd
+        return sd  # type: ignore[return-value]
 
     def remove_command(self, mod: Module) -> str | None:
         if mod._remove is False:
@@ -481,7 +497,7 @@ class Modprobe:
         if ":" not in name:
             line = self._depline.get(name, _MISS)
             if line is _MISS:
-                line = self.search_moddep(name)
+                line = self._depline[name] = self._read_moddep(name)
             if line is not None:
                 key = name if "." not in name else normalize_name(name)
                 mod = self.pool.get(key)
@@ -590,23 +606,10 @@ class Modprobe:
         check_loaded = not flags & PROBE_IGNORE_LOADED
         dry_run = flags & PROBE_DRY_RUN
         gen = self._generation
-        name_options, name_install = self._name_options, self._name_install
         lines: list[str] | None = [] if show is not None and dry_run else None
         for m in todo:
-            # options() and install_command(), inlined for the common cases
-            moptions = m._options
-            if moptions is False:
-                if m.alias is None and m.name in name_options:
-                    moptions = m._options = name_options[m.name]
-                else:
-                    moptions = self.options(m)
-            cmd = m._install
-            if cmd is False:
-                cmd = name_install.get(m.name, False)
-                if cmd is False:
-                    cmd = self.install_command(m)
-                else:
-                    m._install = cmd
+            moptions = self.options(m)
+            cmd = self.install_command(m)
             if check_loaded and self.is_inkernel(m):
                 err = -errno.EEXIST
             else:
@@ -620,7 +623,7 @@ class Modprobe:
                         else:
                             show(line)
                     if not dry_run:
-                        err = self.run_install(m, cmd, options)  # type: ignore[arg-type]
+                        err = self.run_install(m, cmd, options)
                 else:
                     if show is not None:
                         path = m.path if m.path is not None else self.path(m)
