@@ -325,7 +325,7 @@ class Index:
     def first_value(self, key: str) -> str | None:
         """:meth:`lookup` in one tight loop (modprobe looks up thousands of names)."""
         data, size, unpack = self._data, self._size, _U32.unpack_from
-        k = _enc(key)
+        k = key.encode("utf-8", "surrogateescape")
         word, i, n = self.root, 0, len(k)
         while word & INDEX_NODE_MASK:
             pos = word & INDEX_NODE_MASK
@@ -335,7 +335,7 @@ class Index:
                 end = data.find(b"\0", pos)
                 if end < 0:
                     raise self._bad("unterminated prefix", pos)
-                if k[i:i + end - pos] != data[pos:end]:
+                if not k.startswith(data[pos:end], i):
                     return None
                 i += end - pos
                 pos = end + 1
@@ -343,10 +343,17 @@ class Index:
                 if not word & INDEX_NODE_VALUES:
                     return None
                 if word & INDEX_NODE_CHILDS:
-                    first, last, cpos = self._children(word, pos)
-                    pos = cpos + 4 * (last - first + 1)
-                vals = self._values(word, pos)
-                return _dec(vals[0][1]) if vals else None
+                    if pos + 2 > size:
+                        raise self._bad("truncated child range", pos)
+                    pos += 2 + 4 * (data[pos + 1] - data[pos] + 1)
+                if pos + 8 > size:
+                    raise self._bad("truncated value", pos)
+                if not unpack(data, pos)[0]:
+                    return None
+                end = data.find(b"\0", pos + 8)
+                if end < 0:
+                    raise self._bad("unterminated value", pos)
+                return _dec(data[pos + 8:end])
             if not word & INDEX_NODE_CHILDS:
                 return None
             if pos + 2 > size:
@@ -354,9 +361,10 @@ class Index:
             first, c = data[pos], k[i]
             if c < first or c > data[pos + 1]:
                 return None
-            if pos + 6 + 4 * (c - first) > size:
+            cpos = pos + 2 + 4 * (c - first)
+            if cpos + 4 > size:
                 raise self._bad("bad child range", pos)
-            (word,) = unpack(data, pos + 2 + 4 * (c - first))
+            (word,) = unpack(data, cpos)
             i += 1
         return None
 
