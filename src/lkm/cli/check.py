@@ -96,6 +96,9 @@ def main(prog: str, argv: list[str]) -> int:
                 out.append(f"{r.module}{dep}: fails: {_e.errorcode.get(code, str(code))} "
                            f"({os.strerror(code)})\n")
             out.extend(f"    {line}\n" for line in r.messages)
+        if not profile.certificates and profile.enabled("MODULE_SIG"):
+            out.append("note: this kernel's built-in certificates are not known (a headers "
+                       "tree): signed modules count as signed with an unknown key\n")
         if results:
             from lkm.kernel.taint import print_tainted
 
