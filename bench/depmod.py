@@ -62,7 +62,7 @@ def main() -> int:
     env = dict(os.environ)
     if args.jobs:
         env["LKM_DEPMOD_JOBS"] = str(args.jobs)
-    env["LKM_DEPMOD_STATS"] = "1"
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # an installed lkm has its byte-code cached
     all_trees = trees()
     with tempfile.TemporaryDirectory(prefix="lkm-bench-depmod-") as tmp:
         for flavour in args.tree or ["6.1", "6.12"]:

@@ -333,7 +333,6 @@ OPTION_CASES: dict[str, tuple[str, ...]] = {
     "symbol_prefix": ("-P", "_"),
     "deprecated": ("-u", "-q", "-r", "-m", "--quiet", "--map"),
     "all_explicit": ("-a",),
-    "basedir_relative": (),
 }
 
 
@@ -341,6 +340,27 @@ OPTION_CASES: dict[str, tuple[str, ...]] = {
 @pytest.mark.parametrize("case", sorted(OPTION_CASES))
 def test_options(case: str, mini61: Path, tmp_path: Path) -> None:
     _compare(mini61, tmp_path, extra=OPTION_CASES[case])
+
+
+@pytest.mark.kmod
+def test_relative_basedir_and_no_version(mini61: Path, tmp_path: Path) -> None:
+    """-b relative to the working directory (kept unnormalised in messages and paths);
+    no version operand: uname's release, whose directory is missing here."""
+    release = _release(mini61)
+    for tool in ("kmd", "lkm"):
+        _cp_al(mini61, tmp_path / tool)
+    runs = {}
+    for tool, run in (("kmd", _kmod), ("lkm", _lkm)):
+        root = tmp_path / tool
+        os.link(_first_module(root), root / "lib/modules" / release / "dup.ko")
+        runs[tool] = run("-b", f"./{tool}/", release, cwd=tmp_path)
+        runs[tool + "-none"] = run("-b", f"./{tool}/", cwd=tmp_path)
+    for suffix in ("", "-none"):
+        k, lk = runs["kmd" + suffix], runs["lkm" + suffix]
+        assert lk.returncode == k.returncode
+        assert lk.stderr.replace(b"/lkm/", b"/kmd/") == k.stderr
+    ok, ol = (_outputs(tmp_path / t / "lib/modules" / release) for t in ("kmd", "lkm"))
+    assert ok == ol
 
 
 @pytest.mark.kmod

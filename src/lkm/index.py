@@ -22,7 +22,7 @@ import mmap
 import os
 import re
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal
 
 from lkm.errors import IndexError_
@@ -524,6 +524,27 @@ class IndexBuilder:
         lst.append((priority, bval))
         return dup
 
+    def extend(self, entries: Iterable[tuple[str, str, int]]) -> None:
+        """Add many (key, value, priority) triples, without the duplicate report."""
+        values = self.values
+        get = values.get
+        try:
+            for key, value, prio in entries:
+                bkey = key.encode("ascii")
+                item = (prio, value.encode("ascii"))
+                lst = get(bkey)
+                if lst is None:
+                    values[bkey] = [item]
+                else:
+                    lst.append(item)
+        except UnicodeEncodeError as e:
+            bad = e.object if isinstance(e.object, str) else ""
+            _check_string(_enc(bad))
+            raise
+        if b"\0" in b"".join(values):
+            for k in values:
+                _check_string(k)
+
     def to_bytes(self, layout: Layout = "postorder") -> bytes:
         """The index file's bytes, kmod 30's post-order layout or kmod 34's pre-order one."""
         return encode_index(self.values, layout)
@@ -531,8 +552,9 @@ class IndexBuilder:
 
 def _check_string(s: bytes) -> None:
     if not s.isascii() or b"\0" in s:
-        raise IndexError_(f"Module index: bad character - only 7-bit ASCII is supported: "
-                          f"{_dec(s)!r}")
+        bad = next((c for c in s if c > 127 or c == 0), 0)
+        raise IndexError_(f"Module index: bad character '{_dec(bytes((bad,)))}'=0x{bad:x} - "
+                          f"only 7-bit ASCII is supported:\n{_dec(s)}")
 
 
 # a node: [prefix, values blob (count + entries, b"" if none), first, last, children]
@@ -628,38 +650,50 @@ def _lcp(a: bytes, b: bytes) -> int:
 def _encode_postorder_sorted(values: dict[bytes, list[tuple[int, bytes]]]) -> bytes:
     """kmod 30's post-order layout in one pass over the sorted keys.
 
-    An open node is [start, end, source key, children, values blob]: its prefix is
-    ``source[start:end]`` and it hangs under ``source[start - 1]``.  A node is written
-    when the keys move past it, which is after all its children (ascending bytes).
+    The open nodes form a stack (parallel lists): a node's prefix is ``src[start:end]``
+    and it hangs under ``src[start - 1]``.  A node is written once the keys have moved
+    past it, hence after all its children, which come in ascending byte order.  When a
+    key leaves a node inside its prefix, the node is split there first.
     """
     out: list[bytes] = [b""]
     append = out.append
     pos = _HEADER.size
-    structs: dict[int, struct.Struct] = {}
+    packers: dict[int, Callable[..., bytes]] = {}
     u32 = _U32.pack
-    # node word flags, by (has prefix, has children, has values)
-    root: list = [0, 0, b"", None, b""]  # type: ignore[type-arg]
-    stack: list[list] = [root]  # type: ignore[type-arg]
+    frm = int.from_bytes
+    pfx, vals_flag, kids_flag = INDEX_NODE_PREFIX, INDEX_NODE_VALUES, INDEX_NODE_CHILDS
+    s_start = [0]
+    s_end = [0]
+    s_src = [b""]
+    s_kids: list[list[tuple[int, int]] | None] = [None]
+    s_blob = [b""]
+    top_end = 0
     prev = b""
     first_key = True
+    word = 0
 
-    def encode(start: int, end: int, src: bytes, children: list[tuple[int, int]] | None,
-               blob: bytes) -> bytes:
-        chunk = src[start:end] + b"\0" if end > start else b""
-        if children:
-            first, last = children[0][0], children[-1][0]
-            n = last - first + 1
-            if n == len(children):
-                words = [w for _c, w in children]
-            else:
-                words = [0] * n
-                for c, w in children:
-                    words[c - first] = w
-            st = structs.get(n)
-            if st is None:
-                st = structs[n] = struct.Struct(f">{n}I")
-            chunk += bytes((first, last)) + st.pack(*words)
-        return chunk + blob if blob else chunk
+    def node_chunk(start: int, end: int, src: bytes, kids: list[tuple[int, int]],
+                   blob: bytes) -> tuple[bytes, int]:
+        first, last = kids[0][0], kids[-1][0]
+        cnt = last - first + 1
+        if cnt == len(kids):
+            words = [w for _c, w in kids]
+        else:
+            words = [0] * cnt
+            for c, w in kids:
+                words[c - first] = w
+        pack = packers.get(cnt)
+        if pack is None:
+            pack = packers[cnt] = struct.Struct(f">{cnt}I").pack
+        flags = kids_flag
+        chunk = bytes((first, last)) + pack(*words)
+        if end > start:
+            chunk = src[start:end] + b"\0" + chunk
+            flags |= pfx
+        if blob:
+            chunk += blob
+            flags |= vals_flag
+        return chunk, flags
 
     for key in sorted(values):
         vals = values[key]
@@ -673,56 +707,77 @@ def _encode_postorder_sorted(values: dict[bytes, list[tuple[int, bytes]]]) -> by
             first_key = False
         else:
             n = min(len(prev), len(key))
-            if prev[:n] == key[:n]:
-                lcp = n
-            else:
-                x = int.from_bytes(prev[:n], "big") ^ int.from_bytes(key[:n], "big")
-                lcp = n - ((x.bit_length() + 7) >> 3)
-        top = stack[-1]
-        while top[1] > lcp:
-            stack.pop()
-            parent = stack[-1]
-            start, end, src, children, nblob = top
-            if parent[1] >= lcp:
-                chunk = encode(start, end, src, children, nblob)
-                word = pos | (INDEX_NODE_PREFIX if end > start else 0) \
-                    | (INDEX_NODE_CHILDS if children else 0) | (INDEX_NODE_VALUES if nblob else 0)
-                append(chunk)
-                pos += len(chunk)
-                if parent[3] is None:
-                    parent[3] = [(src[start - 1], word)]
+            a, b = prev[:n], key[:n]
+            lcp = n if a == b else n - (((frm(a, "big") ^ frm(b, "big")).bit_length() + 7) >> 3)
+        while top_end > lcp:
+            start = s_start.pop()
+            end = s_end.pop()
+            src = s_src.pop()
+            kids = s_kids.pop()
+            nblob = s_blob.pop()
+            parent_end = s_end[-1]
+            split = parent_end < lcp
+            if split:
+                split_start, start = start, lcp + 1
+            if kids is None:  # a leaf (the common case)
+                if end > start:
+                    chunk = src[start:end] + b"\0" + nblob
+                    word = pos | pfx | vals_flag
                 else:
-                    parent[3].append((src[start - 1], word))
-                top = parent
-            else:  # the new key leaves this node's prefix at lcp: split the node there
-                chunk = encode(lcp + 1, end, src, children, nblob)
-                word = pos | (INDEX_NODE_PREFIX if end > lcp + 1 else 0) \
-                    | (INDEX_NODE_CHILDS if children else 0) | (INDEX_NODE_VALUES if nblob else 0)
-                append(chunk)
-                pos += len(chunk)
-                top = [start, lcp, src, [(src[lcp], word)], b""]
-                stack.append(top)
+                    chunk = nblob
+                    word = pos | vals_flag
+            else:
+                chunk, flags = node_chunk(start, end, src, kids, nblob)
+                word = pos | flags
+            append(chunk)
+            pos += len(chunk)
+            if split:  # the new key leaves this node's prefix at lcp
+                s_start.append(split_start)
+                s_end.append(lcp)
+                s_src.append(src)
+                s_kids.append([(src[lcp], word)])
+                s_blob.append(b"")
+                top_end = lcp
                 break
+            parent_kids = s_kids[-1]
+            if parent_kids is None:
+                s_kids[-1] = [(src[start - 1], word)]
+            else:
+                parent_kids.append((src[start - 1], word))
+            top_end = parent_end
         if len(key) == lcp:  # only the empty key, at the root
-            top[4] = blob
+            s_blob[-1] = blob
         else:
-            stack.append([lcp + 1, len(key), key, None, blob])
+            s_start.append(lcp + 1)
+            s_end.append(len(key))
+            s_src.append(key)
+            s_kids.append(None)
+            s_blob.append(blob)
+            top_end = len(key)
         prev = key
-    while True:
-        top = stack.pop()
-        start, end, src, children, nblob = top
-        chunk = encode(start, end, src, children, nblob)
-        word = pos | (INDEX_NODE_PREFIX if end > start else 0) \
-            | (INDEX_NODE_CHILDS if children else 0) | (INDEX_NODE_VALUES if nblob else 0)
+    while s_start:  # close the remaining nodes, the root last
+        start = s_start.pop()
+        end = s_end.pop()
+        src = s_src.pop()
+        kids = s_kids.pop()
+        nblob = s_blob.pop()
+        if kids:
+            chunk, flags = node_chunk(start, end, src, kids, nblob)
+        else:
+            chunk, flags = b"", 0
+            if end > start:
+                chunk, flags = src[start:end] + b"\0", pfx
+            if nblob:
+                chunk, flags = chunk + nblob, flags | vals_flag
+        word = pos | flags
         append(chunk)
         pos += len(chunk)
-        if not stack:
-            break
-        parent = stack[-1]
-        if parent[3] is None:
-            parent[3] = [(src[start - 1], word)]
-        else:
-            parent[3].append((src[start - 1], word))
+        if s_start:
+            parent_kids = s_kids[-1]
+            if parent_kids is None:
+                s_kids[-1] = [(src[start - 1], word)]
+            else:
+                parent_kids.append((src[start - 1], word))
     out[0] = _HEADER.pack(INDEX_MAGIC, INDEX_VERSION, word)
     return b"".join(out)
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 from lkm.cli._common import (
@@ -76,12 +77,19 @@ The following options are useful for people managing distributions:
 
 def main(prog: str, argv: list[str]) -> int:
     log = Log(prog, LOG_WARNING, kmod_log=True)
+    # SIGTERM/SIGHUP unwind like SIGINT, so that no temporary file is left behind
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _terminate)
     try:
         return _run(prog, argv, log)
     except Fatal:
         return 1
     except KeyboardInterrupt:
-        return 130
+        return 128 + signal.SIGINT
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _run(prog: str, argv: list[str], log: Log) -> int:
