@@ -62,7 +62,8 @@ REMOVE_NOLOG = 1
 LogFn = Callable[[int, str, str, str], None]  # (priority, position, function, text)
 _NONE: list[Module] = []
 # a parsed modules.dep line: the module's path, each dependency with its _path_info
-_DepLine = tuple[str, list[tuple[str, "tuple[str, str] | int"]]]
+_DepLine = tuple[str, list[tuple[str, "tuple[str, str] | int"]], bool]
+_NO_COLON: _DepLine = ("", [], True)
 ShowFn = Callable[[str], None]
 
 
@@ -111,7 +112,7 @@ class Modprobe:
         self.pool: dict[str, Module] = {}
         # facts of files that do not change during a run, kept across lookups
         self._depline: dict[str, str | None] = {}
-        self._parsed: dict[str, _DepLine | None] = {}
+        self._parsed: dict[str, _DepLine] = {}
         self._paths: dict[str, tuple[str, str] | int] = {}
         self._dep_entries: dict[str, tuple[str, tuple[str, str] | int]] = {}
         self._builtin: dict[str, bool] = {}
@@ -122,8 +123,8 @@ class Modprobe:
         self._index_config()
         self._generation = 0
         self._dep_index: Index | bool | None = False
-        # -D lines of dependencies, by (path, name)
-        self._dep_lines: dict[tuple[str, str], str] = {}
+        # -D lines of dependencies, by path
+        self._dep_lines: dict[str, str] = {}
 
     @property
     def kernel(self) -> KernelBackend:
@@ -239,10 +240,12 @@ class Modprobe:
                 return None
         return None
 
-    def _split_depline(self, line: str) -> _DepLine | None:
+    def _split_depline(self, line: str) -> _DepLine:
+        """(module path, [(dependency path, its _path_info)], all files exist) of a line;
+        _NO_COLON for a line without ':'."""
         colon = line.find(":")
         if colon < 0:
-            return None
+            return _NO_COLON
         dirname = self.dirname
         head = line[:colon]
         rest = line[colon + 1:]
@@ -250,6 +253,7 @@ class Modprobe:
             rest = rest.replace("\t", " ")
         entries = self._dep_entries
         deps = []
+        ok = True
         for p in rest.split(" "):
             e = entries.get(p)
             if e is None:
@@ -257,8 +261,10 @@ class Modprobe:
                     continue
                 path = p if p.startswith("/") else f"{dirname}/{p}"
                 e = entries[p] = (path, self._path_info(path))
+            if type(e[1]) is not tuple:
+                ok = False
             deps.append(e)
-        return head if head.startswith("/") else f"{dirname}/{head}", deps
+        return head if head.startswith("/") else f"{dirname}/{head}", deps, ok
 
     def _parse_depline(self, mod: Module, line: str) -> None:
         """kmod_module_parse_depline: the module's path and its dependencies.
@@ -270,22 +276,19 @@ class Modprobe:
         if mod.dep_init:
             return
         mod.dep_init = True
-        try:
-            parsed = self._parsed[line]
-        except KeyError:
-            parsed = self._parsed[line] = self._split_depline(line)
+        parsed = self._parsed.get(line)
         if parsed is None:
+            parsed = self._parsed[line] = self._split_depline(line)
+        if parsed is _NO_COLON:
             mod._deps = []
             return
-        head, paths = parsed
+        head, paths, ok = parsed
         if mod.path is None:
             mod.path = head
         mod._depinfo = paths
         mod._deps = None
-        for _path, known in paths:
-            if type(known) is not tuple:
-                self._make_deps(mod)
-                return
+        if not ok:
+            self._make_deps(mod)
 
     def _make_deps(self, mod: Module) -> list[Module]:
         """The dependency objects of a parsed line (kmod_module_new_from_path for each)."""
@@ -662,27 +665,29 @@ class Modprobe:
             if not mod.dep_init:
                 return None
         softdep = self._softdep
-        if mod.path is None or softdep(mod.name) is not None:
+        name = mod.name
+        if mod.path is None or softdep(name) is not None:
             return None
         lines = self._dep_lines
         out = []
-        for _path, known in reversed(mod._depinfo or ()):
-            if type(known) is not tuple:
-                return None
-            text = lines.get(known)
+        for path, known in reversed(mod._depinfo or ()):
+            text = lines.get(path)
             if text is None:
-                abspath, name = known
-                if softdep(name) is not None:
+                if type(known) is not tuple:
                     return None
-                dep = Module(name)
+                abspath, dname = known
+                if softdep(dname) is not None:
+                    return None
+                dep = Module(dname)
                 opts = self.options(dep)
                 dep_options = "" if opts is None else f"{opts} "
                 cmd = self.install_command(dep)
                 text = (f"install {cmd} {dep_options}\n" if cmd is not None
                         else f"insmod {abspath} {dep_options}\n")
-                lines[known] = text
+                lines[path] = text
             out.append(text)
-        moptions = self.options(mod)
+        moptions = self.options(mod) if mod.alias is not None or mod._options is not False \
+            else self._options_by_name.get(name)
         options = extra_options if moptions is None else f"{moptions} {extra_options or ''}"
         cmd = None if ignorecmd else self.install_command(mod)
         if cmd is not None:
