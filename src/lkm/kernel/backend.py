@@ -123,6 +123,30 @@ class KernelBackend(ABC):
         except (FileNotFoundError, NotADirectoryError):
             return []
 
+    def parameters(self, name: str) -> dict[str, str]:
+        """Readable parameters of module ``name``: file name -> text of
+        /sys/module/<name>/parameters/<file> without its newline (unreadable ones left out;
+        none if the directory is missing)."""
+        base = f"/sys/module/{name}/parameters"
+        try:
+            files = self.list_dir(base)
+        except OSError:
+            return {}
+        out = {}
+        for f in files:
+            try:
+                out[f] = self.read_text(f"{base}/{f}").removesuffix("\n")
+            except OSError:
+                continue
+        return out
+
+    def taint(self, name: str) -> str:
+        """The module's taint letters (/sys/module/<name>/taint), "" when none or unknown."""
+        try:
+            return self.read_text(f"/sys/module/{name}/taint").strip()
+        except OSError:
+            return ""
+
     def compression(self) -> str | None:
         """The in-kernel module decompression format (/sys/module/compression), if any."""
         try:
