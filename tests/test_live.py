@@ -150,8 +150,35 @@ case_softdep() {
   run $T modprobe -v lkm_softdep; state
   run $T modprobe -r -v lkm_softdep; state
 }
+case_zst() {
+  run $T insmod $JOB/dummy.ko.zst numdummies=1; state
+}
 both xz
 both softdep
+both zst
+lkm_case api
+chroot /host "$PYTHON" -c '
+import errno, sys
+from lkm.kernel.live import LiveKernel
+from lkm.errors import KernelError
+k = LiveKernel()
+xz = sys.argv[1]
+try:
+    k.finit_module(xz, "", 0)
+except KernelError as e:
+    print("plain finit_module of .ko.xz:", errno.errorcode[e.errno])
+k.finit_module(xz, "numdummies=3", 4)
+print("compressed finit_module:", [m.name for m in k.modules()][0])
+k.delete_module("dummy")
+try:
+    k.delete_module("dummy")
+except KernelError as e:
+    print("second delete_module:", errno.errorcode[e.errno])
+k.init_module(open(sys.argv[2], "rb").read(), "p_int=5 p_charp=api")
+p = k.parameters("lkm_params")
+print("init_module:", p["p_int"], p["p_charp"], k.taint("lkm_params"), k.refcnt("lkm_params"))
+k.delete_module("lkm_params")
+' "$MODDIR/kernel/drivers/net/dummy.ko.xz" "$EX/lkm_params.ko"
 """
 
 
@@ -224,7 +251,22 @@ def test_live_61(tree61: Tree, small_tree61: Path) -> None:
 def test_live_612(tree612: Tree, small_tree612: Path) -> None:
     """.ko.xz modules on the 6.12 kernel (in-kernel xz decompression), chains, softdeps."""
     _precompile()
-    r = run_in_vm(tree612, PRELUDE + CASES_612, timeout=900, moddir=small_tree612)
-    compare(r.output, ["xz", "softdep"])
+    xz = next((small_tree612 / "kernel" / "drivers" / "net").glob("dummy.ko.xz"))
+    import zstandard
+
+    from lkm.compress import read_module
+
+    image, _kind = read_module(xz)
+    files: dict[str, bytes | Path] = {
+        "dummy.ko.zst": zstandard.ZstdCompressor().compress(bytes(image))}
+    r = run_in_vm(tree612, PRELUDE + CASES_612, files=files, timeout=900,
+                  moddir=small_tree612)
+    compare(r.output, ["xz", "softdep", "zst"])
     assert "compression=xz" in r.output
-    assert "dummy" in split_cases(r.output)["xz.K"]
+    cases = split_cases(r.output)
+    assert "dummy" in cases["xz.K"] and "dummy" in cases["zst.K"]
+    # the backend's own API on the real kernel
+    assert "plain finit_module of .ko.xz: ENOEXEC" in cases["api"]
+    assert "compressed finit_module: dummy" in cases["api"]
+    assert "init_module: 5 api OE 0" in cases["api"]
+    assert "second delete_module: ENOENT" in cases["api"]
