@@ -55,6 +55,8 @@ LONGOPTS = [
     LongOpt("verbose", NO_ARGUMENT, "v"),
     LongOpt("version", NO_ARGUMENT, "V"),
     LongOpt("help", NO_ARGUMENT, "h"),
+    # not in kmod 30: the name the lkm issue gives -R (kmod calls it --resolve-alias)
+    LongOpt("show-alias", NO_ARGUMENT, "R"),
 ]
 
 LOG_EMERG = 0
