@@ -269,8 +269,12 @@ def main(prog: str, argv: list[str]) -> int:
 
 
 def _whole_process(argv: list[str]) -> bool:
-    """True when ``argv`` is this process's own command line (lkm run as the modprobe
-    command), not a call from other Python code."""
+    """True when this process is lkm run as the modprobe command (its main script is lkm's
+    and ``argv`` is its command line), not a call from other Python code."""
+    main = sys.modules.get("__main__")
+    script = os.path.basename(getattr(main, "__file__", None) or "")
+    if script not in ("lkm", "modprobe") and getattr(main, "__package__", None) != "lkm":
+        return False
     return argv == sys.argv[1:] or (argv == sys.argv[2:] and sys.argv[1:2] == ["modprobe"])
 
 
