@@ -290,10 +290,17 @@ def test_usage_errors(tree: Tree, tmp_path: Path) -> None:
 def test_insmod_rmmod_lsmod_errors(tmp_path: Path) -> None:
     """The tools' own checks, without touching the kernel."""
     (tmp_path / "short.ko").write_bytes(b"\x7fELF")
+    (tmp_path / "random.ko").write_bytes(os.urandom(4096))
+    (tmp_path / "trunc.ko.xz").write_bytes(b"\xfd7zXZ\x00" + os.urandom(200))
+    (tmp_path / "trunc.ko.zst").write_bytes(b"\x28\xb5\x2f\xfd" + os.urandom(200))
     both([], tool="insmod")
     both(["-"], tool="insmod")
     both(["/nonexistent.ko"], tool="insmod")
-    both([str(tmp_path / "short.ko")], tool="insmod")
+    # none of these can load (the kernel refuses them, or they fail before the kernel)
+    for f in ("short.ko", "random.ko", "trunc.ko.xz", "trunc.ko.zst"):
+        both([str(tmp_path / f), "a=1"], tool="insmod")
+    both(["/dev/zero"], tool="insmod")
+    both([str(tmp_path)], tool="insmod")
     both([], tool="rmmod")
     both(["lkm_surely_not_loaded"], tool="rmmod")
     both(["-x"], tool="rmmod")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable
@@ -798,6 +799,8 @@ def insert_file(kernel: KernelBackend, path: str, options: str, *,
         except OSError as e:
             return -(e.errno or errno.EIO), False
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return -errno.EINVAL, False  # libkmod maps the file: only regular files
         image, _kind = compress.read_module(path)
         data = bytes(image)
     except OSError as e:
