@@ -611,6 +611,33 @@ def test_preorder_layout(mini61: Path, tmp_path: Path) -> None:
     assert _lkm("--index-layout", "inorder", "-b", str(pre), release).returncode == 1
 
 
+def test_non_ascii_alias_is_fatal(mini61: Path, tmp_path: Path) -> None:
+    """A non-ASCII alias: kmod corrupts memory (its 7-bit check never fires on a signed
+    char); lkm stops with kmod's intended FATAL message, leaving no temporary file and
+    the files after modules.alias as they were."""
+    root = _cp_al(mini61, tmp_path / "root")
+    release = _release(root)
+    moddir = root / "lib/modules" / release
+    before = _outputs(moddir)
+    for mod in sorted((moddir / "kernel").rglob("*.ko")):
+        data = mod.read_bytes()
+        at = data.find(b"\0alias=")
+        if at > 0:
+            break
+    patched = bytearray(data)
+    patched[at + 7] = 0xE9
+    mod.unlink()
+    mod.write_bytes(bytes(patched))
+    r = _lkm("-b", str(root), release)
+    assert r.returncode == 1
+    assert b"depmod: FATAL: Module index: bad character" in r.stderr
+    assert not [p for p in moddir.iterdir() if re.search(r"\.\d+\.\d+\.\d+$", p.name)]
+    after = _outputs(moddir)
+    assert after["modules.alias"] != before["modules.alias"]  # written before the failure
+    for name in OUTPUTS[OUTPUTS.index("modules.alias.bin"):]:
+        assert after[name] == before[name], name
+
+
 # --------------------------------------------------------------------------- interruption
 
 

@@ -724,6 +724,7 @@ class Depmod:
         self.export_crc: dict[str, int] = {}  # with -E
         self._dep_lines: list[str] | None = None
         self._sorted_symbols: list[tuple[str, Mod]] | None = None
+        self._built = False
 
     def log(self, prio: int, msg: str) -> None:
         self._log(prio, msg)
@@ -955,7 +956,9 @@ class Depmod:
     # -- ordering
 
     def build_array(self) -> None:
-        """Modules in libkmod's hash-table order, then modules.order first."""
+        """Modules in libkmod's hash-table order, then modules.order first (load() does it
+        if not done before)."""
+        self._built = True
         mods = sorted(self.by_name.values(), key=lambda m: hash_order_key(m.modname, 512))
         for i, m in enumerate(mods):
             m.idx = i
@@ -1009,7 +1012,13 @@ class Depmod:
         Raises DependencyCycleError (after logging each cycle) when there are cycles.
         """
         detail = self.check_symvers or self.print_unknown
-        results = _read_all([m.path for m in self.modules], detail, self.jobs)
+        if self._built:
+            results = _read_all([m.path for m in self.modules], detail, self.jobs)
+        else:  # order the modules while the reader processes start
+            found = list(self.by_name.values())
+            got = _read_all([m.path for m in found], detail, self.jobs, self.build_array)
+            by_mod = {id(m): d for m, d in zip(found, got, strict=True)}
+            results = [by_mod[id(m)] for m in self.modules]
         owner = self.owner
         prefix = self.sym_prefix
         for m, data in zip(self.modules, results, strict=True):
@@ -1619,9 +1628,13 @@ def _scanf_u(sign: str, digits: str) -> int:
 # --------------------------------------------------------------------------- reading in parallel
 
 
-def _read_all(paths: list[str], detail: bool, jobs: int) -> list[ModuleData]:
-    """read_module_data for every path, split over ``jobs`` processes (fork)."""
+def _read_all(paths: list[str], detail: bool, jobs: int,
+              meanwhile: Callable[[], None] | None = None) -> list[ModuleData]:
+    """read_module_data for every path, split over ``jobs`` processes (fork); the
+    main process runs ``meanwhile`` once the others have started."""
     if jobs <= 1 or len(paths) < 64 or not hasattr(os, "fork"):
+        if meanwhile is not None:
+            meanwhile()
         return [read_module_data(p, detail) for p in paths]
     import pickle
 
@@ -1645,6 +1658,8 @@ def _read_all(paths: list[str], detail: bool, jobs: int) -> list[ModuleData]:
         os.close(wfd)
         children.append((pid, r, w))
     try:
+        if meanwhile is not None:
+            meanwhile()
         for i in range(0, len(paths), jobs):
             results[i] = read_module_data(paths[i], detail)
         for pid, r, w in children:
