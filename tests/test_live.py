@@ -110,6 +110,7 @@ case_inuse() {
   run $T rmmod lkm_params
   run $T modprobe -r lkm_params
   run $T rmmod -f lkm_params
+  run $T modprobe -r -w 300 lkm_params
   run $T modprobe -r -v --remove-holders lkm_params; state
 }
 case_params() {

@@ -221,7 +221,8 @@ def test_show_config_every_directive(tree: Tree, confdir: Path) -> None:
 
 
 @pytest.mark.parametrize("flags", [["-n", "-v"], ["-n", "-v", "-b"], ["-D"], ["-D", "-b"],
-                                   ["-n", "-v", "-i"], ["-R"], ["-n", "-vv"], ["-n", "-q"]],
+                                   ["-n", "-v", "-i"], ["-R"], ["-n", "-vv"], ["-n", "-q"],
+                                   ["-n", "-v", "--first-time"]],
                          ids=lambda f: "".join(f))
 def test_dry_run_names(tree: Tree, confdir: Path, flags: list[str]) -> None:
     """Names reached through aliases, options, install commands, softdeps, blacklists."""

@@ -55,6 +55,10 @@ PROBE_APPLY_BLACKLIST_ALIAS_ONLY = 0x40000
 _SHOW_ONLY = PROBE_IGNORE_LOADED | PROBE_DRY_RUN
 _MISS = "\0"  # not looked up yet (an index value never holds a NUL)
 
+def _now_msec() -> int:
+    return time.monotonic_ns() // 1_000_000
+
+
 # kmod_module_remove_module flags
 REMOVE_FORCE = O_TRUNC
 REMOVE_NOWAIT = O_NONBLOCK
@@ -946,26 +950,36 @@ class Remover:
         return err
 
     def rmmod(self, mod: Module) -> int:
-        """One delete_module, shown as ``rmmod NAME``; waits with ``wait_msec``."""
+        """One delete_module, shown as ``rmmod NAME``.
+
+        With ``wait_msec``, a module still in use (EAGAIN) is retried with kmod's
+        exponential backoff until the time is up -- and then, as in kmod 30, the
+        removal counts as done.
+        """
         self.show(f"rmmod {mod.name}\n")
         if self.dry_run:
             return 0
         flags = (REMOVE_FORCE if self.force else 0) | (REMOVE_NOLOG if self.wait_msec else 0)
-        deadline = 0.0
-        interval = 0.0
+        t0 = tend = interval = 0
         while True:
             err = self.ctx.remove(mod, flags)
-            if err == -errno.EAGAIN and self.wait_msec:
-                now = time.monotonic()
-                if not deadline:
-                    deadline = now + self.wait_msec / 1000
-                    interval = 0.001
-                if now >= deadline:
-                    break
-                time.sleep(min(interval, deadline - now))
-                interval = min(interval * 2, 1.0)
-                continue
-            break
+            if err != -errno.EAGAIN or not self.wait_msec:
+                break
+            if not t0:
+                t0 = _now_msec()
+                tend = t0 + self.wait_msec
+                interval = 1
+            # shared/util.c get_backoff_delta_msec: double, but never past the end
+            now = _now_msec()
+            interval <<= 1
+            while interval and now + interval > tend:
+                interval >>= 1
+            if not interval and tend > now:
+                interval = tend - now
+            time.sleep(max(0.0, (now + interval - _now_msec()) / 1000))
+            err = 0
+            if not interval:
+                break
         if err < 0 and self.wait_msec:
             self.error(f"could not remove '{mod.name}': {os.strerror(-err)}\n")
         return err
