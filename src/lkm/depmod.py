@@ -559,11 +559,9 @@ def _fast_module_data(m: object) -> ModuleData | None:
 
     # __versions: 64-byte records, a u64 CRC then the NUL-padded name; the entries no
     # undefined symbol matched come after the undefined symbols
-    dotted = "\0." in text
     if versions is not None and len(versions) and len(versions) % 64 == 0:
-        raw = bytes(versions)
-        vtext = raw.decode("latin-1")
-        vnames = [f.partition("\0")[0] for f in _VERSION_NAMES.findall(vtext)]
+        vnames = [f.partition("\0")[0]
+                  for f in _VERSION_NAMES.findall(str(versions, "latin-1"))]
         undef = set(dep_names)
         if len(set(vnames)) == len(vnames):
             extra = [n for n in vnames if n not in undef]
@@ -579,9 +577,7 @@ def _fast_module_data(m: object) -> ModuleData | None:
             if not "".join(extra).isascii():
                 return None
             dep_names += extra
-            dotted = dotted or any(n[:1] == "." for n in extra)
-    if dotted:
-        dotted = "\0." in "\0" + "\0".join(dep_names)
+    dotted = "\0." in "\0" + "\0".join(dep_names)
 
     info = []
     if modinfo is not None and len(modinfo):
