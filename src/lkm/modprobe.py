@@ -7,11 +7,12 @@ directory (:class:`lkm.moddb.ModuleDir`), the modprobe.d configuration
 an alias is a different object from the same module reached by name, which is
 why a module can appear twice in a probe list).
 
-Effects go through callbacks, so the library never prints: ``log(prio, fn,
-msg)`` receives libkmod's own messages, ``show(text)`` the lines modprobe
-prints with ``-n -v``/``-D`` (and ``rmmod``/``remove`` lines), ``note(msg)``
-the tool's LOG() messages of the remove plan.  Functions return 0 or a
-negative errno as libkmod does; callers map them to messages.
+Effects go through callbacks, so the library never prints: ``log(prio, where,
+fn, msg)`` receives libkmod's own messages (with the source position Debian's
+kmod prints), ``show(text)`` the lines modprobe prints with ``-n -v``/``-D``,
+and the remove plan (:class:`Remover`) has ``show``, ``note`` (modprobe's LOG())
+and ``error`` callbacks.  Functions return 0 or a negative errno as libkmod
+does; callers map them to messages.
 """
 
 from __future__ import annotations
@@ -52,24 +53,25 @@ PROBE_APPLY_BLACKLIST_ALL = 0x10000
 PROBE_APPLY_BLACKLIST = 0x20000
 PROBE_APPLY_BLACKLIST_ALIAS_ONLY = 0x40000
 
-_SHOW_ONLY = PROBE_IGNORE_LOADED | PROBE_DRY_RUN
-_MISS = "\0"  # not looked up yet (an index value never holds a NUL)
-
-def _now_msec() -> int:
-    return time.monotonic_ns() // 1_000_000
-
-
 # kmod_module_remove_module flags
 REMOVE_FORCE = O_TRUNC
 REMOVE_NOWAIT = O_NONBLOCK
 REMOVE_NOLOG = 1
 
 LogFn = Callable[[int, str, str, str], None]  # (priority, position, function, text)
+ShowFn = Callable[[str], None]
+
+_SHOW_ONLY = PROBE_IGNORE_LOADED | PROBE_DRY_RUN
+_MISS = "\0"  # not looked up yet (an index value never holds a NUL)
 _NONE: list[Module] = []
-# a parsed modules.dep line: the module's path, each dependency with its _path_info
+# a parsed modules.dep line: the module's path, each dependency with its _path_info,
+# whether every dependency's file exists
 _DepLine = tuple[str, list[tuple[str, "tuple[str, str] | int"]], bool]
 _NO_COLON: _DepLine = ("", [], True)
-ShowFn = Callable[[str], None]
+
+
+def _now_msec() -> int:
+    return time.monotonic_ns() // 1_000_000
 
 
 def _nolog(prio: int, where: str, fn: str, msg: str) -> None:
