@@ -212,8 +212,6 @@ class _Tool:
     # -- messages -------------------------------------------------------------------------
     def note(self, msg: str) -> None:
         """modprobe's LOG(): FATAL (ends the run) or, with -a, WARNING."""
-        if self.tool_prio <= LOG_CRIT and self.tool_prio <= self.log.priority:
-            self.out.flush()
         self.log.log(self.tool_prio, msg)
 
     def error(self, msg: str) -> None:
