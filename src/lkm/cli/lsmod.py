@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from lkm.cli._common import Log, write_err
+from lkm.cli._common import Log, die_of_sigpipe, write_err
 
 
 def main(prog: str, argv: list[str]) -> int:
@@ -46,7 +46,7 @@ def main(prog: str, argv: list[str]) -> int:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
     except BrokenPipeError:
-        pass
+        die_of_sigpipe()  # as kmod's lsmod, killed by SIGPIPE
     return 0
 
 

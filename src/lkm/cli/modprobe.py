@@ -19,6 +19,7 @@ from lkm.cli._common import (
     Fatal,
     Log,
     LongOpt,
+    die_of_sigpipe,
     getopt_long,
     print_version,
     write_err,
@@ -181,6 +182,10 @@ class CStdout:
         while view:
             try:
                 n = os.write(self.fd, view)
+            except BrokenPipeError:
+                self.broken = True
+                die_of_sigpipe()  # as kmod's modprobe, killed by SIGPIPE
+                return
             except OSError:
                 self.broken = True
                 return
