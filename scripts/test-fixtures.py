@@ -71,13 +71,13 @@ def kmod_reference(tree: Path, release: str) -> Path:
 def main() -> int:
     wanted = sys.argv[1:] or list(FLAVOURS)
     CACHE.mkdir(parents=True, exist_ok=True)
-    lock = open(CACHE / ".fixtures.lock", "w")  # parallel test workers fetch one at a time
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    for flavour in wanted:
-        tree = fetch(FLAVOURS[flavour])
-        release = release_of(tree)
-        kmod_reference(tree, release)
-        print(flavour, tree, release)
+    with open(CACHE / ".fixtures.lock", "w") as lock:  # parallel callers fetch one at a time
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for flavour in wanted:
+            tree = fetch(FLAVOURS[flavour])
+            release = release_of(tree)
+            kmod_reference(tree, release)
+            print(flavour, tree, release)
     return 0
 
 
