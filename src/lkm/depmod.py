@@ -1042,7 +1042,8 @@ class Depmod:
         self._calculate_dependencies()
 
     def _load_dependencies_fast(self) -> None:
-        """Dependencies when no symbol needs reporting: a set intersection per module."""
+        """Dependencies when no symbol needs reporting: a set intersection per module,
+        owners in the order of their first symbol (as kmod appends them)."""
         owner = self.owner
         keys = owner.keys()
         for m in self.modules:
@@ -1053,13 +1054,14 @@ class Depmod:
             hits = keys & names
             if not hits:
                 continue
-            ordered = sorted(hits, key=names.index) if len(hits) > 1 else hits
+            if len(hits) == 1:
+                owners: Iterable[Mod] = (owner[next(iter(hits))],)
+            else:
+                owners = dict.fromkeys([owner[n] for n in names if n in hits])
             deps = m.deps
-            for h in ordered:
-                o = owner[h]
-                if o not in deps:
-                    deps.append(o)
-                    o.users += 1
+            for o in owners:
+                deps.append(o)
+                o.users += 1
 
     def _load_dependencies(self) -> None:
         owner = self.owner
