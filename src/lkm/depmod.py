@@ -478,8 +478,8 @@ def read_module_data(path: str, detail: bool = False) -> ModuleData:
             elf = m.elf
         except FormatError as e:
             return _failed(e.errno)
-        if not detail and elf.elfclass == 64 and elf.little_endian:
-            fast = _fast_module_data(m)
+        if elf.elfclass == 64 and elf.little_endian:
+            fast = _fast_module_data(m, detail)
             if fast is not None:
                 return fast
         exports = _exports(m, detail)
@@ -502,9 +502,10 @@ _MODINFO_KEYS = re.compile(rb"(?<![^\0])(alias|softdep)(=[^\0]*)?(?![^\0])")
 _VERSION_NAMES = re.compile(r"(?s).{8}(.{56})")
 
 
-def _fast_module_data(m: object) -> ModuleData | None:
-    """The common case (ELF64 little endian, ASCII names, no CRCs wanted) read column-wise;
-    None when anything is unusual, for the general path to handle (and report) it."""
+def _fast_module_data(m: object, detail: bool = False) -> ModuleData | None:
+    """The common case (ELF64 little endian, ASCII names) read column-wise; ``detail``
+    adds CRCs and weak flags.  None when anything is unusual, for the general path to
+    handle (and report) it."""
     from lkm.module import ModuleFile
 
     assert isinstance(m, ModuleFile)
@@ -529,20 +530,25 @@ def _fast_module_data(m: object) -> ModuleData | None:
         return None
     ntext = len(text)
 
-    # undefined symbols: st_shndx == 0 (both bytes), in table order
+    # undefined symbols: st_shndx == 0 (both bytes), in table order (empty names skipped)
     lo = tab[30::24].tobytes()  # symbols 1..: st_shndx low byte
     hi = tab[31::24]
     words = tab.cast("I")
-    offs = [words[i * 6 + 6] for i in [k.start() for k in _ZERO.finditer(lo)] if not hi[i]]
+    undef_idx = [i + 1 for i in [k.start() for k in _ZERO.finditer(lo)] if not hi[i]]
+    offs = [words[i * 6] for i in undef_idx]
     if offs and max(offs) >= ntext:
         return None
     index = text.index
     dep_names = [text[o:index("\0", o)] for o in offs]
     if "" in dep_names:
-        dep_names = [n for n in dep_names if n]
+        keep = [k for k, n in enumerate(dep_names) if n]
+        dep_names = [dep_names[k] for k in keep]
+        undef_idx = [undef_idx[k] for k in keep]
+    dep_weak = [tab[i * 24 + 4] >> 4 == 2 for i in undef_idx] if detail else None
 
     # exports: symbols named __crc_*, else the strings of __ksymtab_strings
     exports: list[str] = []
+    export_crcs: list[int] | None = [] if detail else None
     pos = text.find("__crc_")
     if pos >= 0:
         names_col = words[6::6].tobytes()  # st_name of symbols 1..n-1, 4 bytes each
@@ -553,26 +559,40 @@ def _fast_module_data(m: object) -> ModuleData | None:
                 at = names_col.find(key, at + 1)
             if at >= 0:
                 exports.append(text[pos + 6:index("\0", pos)])
+                if export_crcs is not None:
+                    export_crcs.append(_resolve_crc(m, tab, (at >> 2) + 1))
             pos = text.find("__crc_", pos + 1)
     if not exports and ksymtab_strings is not None:
         exports = [_dec(x) for x in bytes(ksymtab_strings).split(b"\0") if x]
+        export_crcs = [0] * len(exports) if detail else None
 
     # __versions: 64-byte records, a u64 CRC then the NUL-padded name; the entries no
     # undefined symbol matched come after the undefined symbols
+    dep_crcs: list[int] | None = [0] * len(dep_names) if detail else None
     if versions is not None and len(versions) and len(versions) % 64 == 0:
         vnames = [f.partition("\0")[0]
                   for f in _VERSION_NAMES.findall(str(versions, "latin-1"))]
         undef = set(dep_names)
+        extra_at: list[int]
         if len(set(vnames)) == len(vnames):
-            extra = [n for n in vnames if n not in undef]
+            extra_at = [k for k, n in enumerate(vnames) if n not in undef]
         else:  # an undefined symbol marks the first entry of its name only
-            extra = []
+            extra_at = []
             matched: set[str] = set()
-            for n in vnames:
+            for k, n in enumerate(vnames):
                 if n in undef and n not in matched:
                     matched.add(n)
                 else:
-                    extra.append(n)
+                    extra_at.append(k)
+        if detail:
+            vcrcs = versions.cast("Q")[::8].tolist()
+            first: dict[str, int] = {}
+            for n, c in zip(vnames, vcrcs, strict=True):
+                first.setdefault(n, c)
+            dep_crcs = [first.get(n, 0) for n in dep_names] + [vcrcs[k] for k in extra_at]
+            assert dep_weak is not None
+            dep_weak += [False] * len(extra_at)
+        extra = [vnames[k] for k in extra_at]
         if extra:
             if not "".join(extra).isascii():
                 return None
@@ -583,7 +603,29 @@ def _fast_module_data(m: object) -> ModuleData | None:
     if modinfo is not None and len(modinfo):
         for k, v in _MODINFO_KEYS.findall(bytes(modinfo)):
             info.append((_dec(k), _dec(v[1:])))
-    return ModuleData(exports, None, dep_names, None, None, dotted, info)
+    return ModuleData(exports, export_crcs, dep_names, dep_crcs, dep_weak, dotted, info)
+
+
+def _resolve_crc(m: object, tab: memoryview, i: int) -> int:
+    """kmod_elf_resolve_crc for symbol ``i`` of ``tab``: the value itself (absolute or
+    undefined symbol) or the u32 it points at; all ones when it points outside."""
+    from lkm.module import ModuleFile
+
+    assert isinstance(m, ModuleFile)
+    elf = m.elf
+    shndx = tab[i * 24 + 6] | tab[i * 24 + 7] << 8
+    value = int.from_bytes(tab[i * 24 + 8:i * 24 + 16], "little")
+    if shndx in (0, 0xFFF1):
+        return value
+    if shndx >= elf.e_shnum:
+        return 0xFFFFFFFFFFFFFFFF
+    h = elf.section_header(shndx)
+    if value > (h[5] - 4) % (1 << 64):
+        return 0xFFFFFFFFFFFFFFFF
+    off = h[4] + value
+    if off + 4 > len(m.content):  # elf_get_uint's answer to an offset past the end
+        return 0xFFFFFFFFFFFFFFFF
+    return int.from_bytes(memoryview(m.content)[off:off + 4], "little")
 
 
 def _exports(m: object, want_crcs: bool) -> list[tuple[str, int]]:
@@ -633,7 +675,8 @@ def _crc_exports(m: object) -> list[tuple[str, int]]:
                 else:
                     off = h[4] + crc
                     raw = bytes(memoryview(m.content)[off:off + 4])
-                    crc = int.from_bytes(raw, "little" if little else "big")
+                    crc = (int.from_bytes(raw, "little" if little else "big") if len(raw) == 4
+                           else 0xFFFFFFFFFFFFFFFF)
         out.append((s.name[6:], crc))
     return out
 
