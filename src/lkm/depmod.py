@@ -1261,6 +1261,9 @@ class Depmod:
                 name, prio = m.modname, m.idx
                 for k, v in m.info:
                     if k == "alias":
+                        if "[" not in v and "]" not in v and len(v) < PATH_MAX:
+                            entries.append((v.replace("-", "_"), name, prio))
+                            continue
                         alias = alias_normalize(v)
                         if alias is None:
                             self.log(LOG_WARNING, f"Unmatched bracket in {v}\n")
@@ -1348,6 +1351,8 @@ class Depmod:
     def output_devname(self) -> bytes:
         out: list[str] = []
         for m in self.modules:
+            if not any(k == "alias" and v.startswith("devname:") for k, v in m.info):
+                continue  # nothing to write for a module without a devname alias
             devname: str | None = None
             kind = ""
             major = minor = 0
