@@ -25,14 +25,18 @@ import errno as _errno
 import os
 import re
 import signal
+import stat
 import struct
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from lkm.errors import FormatError, IndexError_, LkmError
 from lkm.index import IndexBuilder, Layout
+
+if TYPE_CHECKING:
+    from lkm.module import ModuleFile
 
 LOG_CRIT = 2
 LOG_ERR = 3
@@ -319,7 +323,7 @@ def config_file_list(paths: Sequence[str], log: LogFn) -> list[str]:
             st = os.stat(base)
         except OSError:
             continue
-        if not os.path.isdir(base) or not _is_dir_mode(st.st_mode):
+        if not stat.S_ISDIR(st.st_mode):
             name = base[base.rfind("/") + 1:]
             chosen.setdefault(name, base)
             continue
@@ -340,12 +344,6 @@ def config_file_list(paths: Sequence[str], log: LogFn) -> list[str]:
                 continue
             chosen.setdefault(name, full)
     return [chosen[k] for k in sorted(chosen, key=_enc)]
-
-
-def _is_dir_mode(mode: int) -> bool:
-    import stat
-
-    return stat.S_ISDIR(mode)
 
 
 def load_config(kversion: str, paths: Sequence[str] | None, log: LogFn) -> DepmodConfig:
@@ -502,13 +500,10 @@ _MODINFO_KEYS = re.compile(rb"(?<![^\0])(alias|softdep)(=[^\0]*)?(?![^\0])")
 _VERSION_NAMES = re.compile(r"(?s).{8}(.{56})")
 
 
-def _fast_module_data(m: object, detail: bool = False) -> ModuleData | None:
+def _fast_module_data(m: ModuleFile, detail: bool = False) -> ModuleData | None:
     """The common case (ELF64 little endian, ASCII names) read column-wise; ``detail``
     adds CRCs and weak flags.  None when anything is unusual, for the general path to
     handle (and report) it."""
-    from lkm.module import ModuleFile
-
-    assert isinstance(m, ModuleFile)
     elf = m.elf
     isym = elf.section_index(".symtab")
     istr = elf.section_index(".strtab")
@@ -606,12 +601,9 @@ def _fast_module_data(m: object, detail: bool = False) -> ModuleData | None:
     return ModuleData(exports, export_crcs, dep_names, dep_crcs, dep_weak, dotted, info)
 
 
-def _resolve_crc(m: object, tab: memoryview, i: int) -> int:
+def _resolve_crc(m: ModuleFile, tab: memoryview, i: int) -> int:
     """kmod_elf_resolve_crc for symbol ``i`` of ``tab``: the value itself (absolute or
     undefined symbol) or the u32 it points at; all ones when it points outside."""
-    from lkm.module import ModuleFile
-
-    assert isinstance(m, ModuleFile)
     elf = m.elf
     shndx = tab[i * 24 + 6] | tab[i * 24 + 7] << 8
     value = int.from_bytes(tab[i * 24 + 8:i * 24 + 16], "little")
@@ -628,12 +620,9 @@ def _resolve_crc(m: object, tab: memoryview, i: int) -> int:
     return int.from_bytes(memoryview(m.content)[off:off + 4], "little")
 
 
-def _exports(m: object, want_crcs: bool) -> list[tuple[str, int]]:
+def _exports(m: ModuleFile, want_crcs: bool) -> list[tuple[str, int]]:
     """kmod_elf_get_symbols: ``__crc_<sym>`` symbols (CRC resolved), else the strings
     of ``__ksymtab_strings`` (CRC 0)."""
-    from lkm.module import ModuleFile
-
-    assert isinstance(m, ModuleFile)
     elf = m.elf
     try:
         names = elf.symbol_names_with_prefix(b"__crc_")
@@ -652,11 +641,8 @@ def _exports(m: object, want_crcs: bool) -> list[tuple[str, int]]:
     return [(_dec(s), 0) for s in bytes(data).split(b"\0") if s]
 
 
-def _crc_exports(m: object) -> list[tuple[str, int]]:
+def _crc_exports(m: ModuleFile) -> list[tuple[str, int]]:
     from lkm.elf import SHN_ABS, SHN_UNDEF
-    from lkm.module import ModuleFile
-
-    assert isinstance(m, ModuleFile)
     elf = m.elf
     out = []
     little = elf.little_endian
@@ -681,13 +667,10 @@ def _crc_exports(m: object) -> list[tuple[str, int]]:
     return out
 
 
-def _dependency_symbols(m: object) -> list[tuple[str, int, bool]]:
+def _dependency_symbols(m: ModuleFile) -> list[tuple[str, int, bool]]:
     """kmod_elf_get_dependency_symbols: undefined ``.symtab`` symbols in table order (CRC
     from ``__versions``), then the ``__versions`` entries no undefined symbol matched."""
     from lkm.elf import STB_WEAK
-    from lkm.module import ModuleFile
-
-    assert isinstance(m, ModuleFile)
     try:
         undef = m.elf.undefined_symbols_with_bind()
     except FormatError:
@@ -755,7 +738,7 @@ class Depmod:
         self.messages: list[tuple[int, str]] = []
         self._log = log or (lambda prio, msg: self.messages.append((prio, msg)))
         self._show = show or (lambda msg: None)
-        self.jobs = jobs if jobs is not None else (os.cpu_count() or 1)
+        self.jobs = jobs if jobs is not None else _default_jobs()
         self.modules: list[Mod] = []
         self.by_name: dict[str, Mod] = {}
         self.symbols: dict[str, Symbol] = {}  # vmlinux's, from -E or -F
@@ -1560,6 +1543,15 @@ def _unlink_quiet(name: str, dfd: int) -> None:
         os.unlink(name, dir_fd=dfd)
 
 
+def _default_jobs() -> int:
+    """Processes for reading modules: the CPUs this process may use, at most 8."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return max(1, min(n, 8))
+
+
 def _fake_fd(depth: int) -> int:
     """The descriptor number kmod's message would show for a directory at ``depth``."""
     return 2 + depth
@@ -1777,11 +1769,9 @@ def depfile_up_to_date(dirname: str, log: LogFn) -> int:
             except OSError as e:
                 log(LOG_ERR, f"fstatat({_fake_fd(1)}, {name}): {e.strerror}\n")
                 continue
-            import stat as _stat
-
-            if _stat.S_ISDIR(est.st_mode):
+            if stat.S_ISDIR(est.st_mode):
                 err = walk(entry.path)
-            elif _stat.S_ISREG(est.st_mode):
+            elif stat.S_ISREG(est.st_mode):
                 if not _has_kmod_ext(name):
                     continue
                 err = 1 if int(est.st_mtime) <= mtime else 0
