@@ -474,6 +474,37 @@ def test_broken_modules(mini61: Path, tmp_path: Path) -> None:
     _compare(mini61, tmp_path, setup)
 
 
+def test_compressed_modules_of_every_kind(mini61: Path, tmp_path: Path) -> None:
+    """.ko.gz (which Debian's kmod, built without zlib, does not scan), .ko.xz and .ko.zst
+    give the same results as the .ko they hold, under their own file names."""
+    from lkm import compress
+
+    release = _release(mini61)
+    root = _cp_al(mini61, tmp_path / "root")
+    moddir = root / "lib/modules" / release
+    ref_lines = (mini61 / "lib/modules" / release / "modules.dep").read_text().splitlines()
+    with_deps = [ln for ln in ref_lines if ln.split(":")[1].strip()][:3]
+    renamed = {}
+    for line, kind in zip(with_deps, ("gzip", "xz", "zstd"), strict=True):
+        rel = line.split(":")[0]
+        src = moddir / rel
+        dst = src.with_name(src.name + compress.EXTENSIONS[kind])
+        dst.write_bytes(compress.compress(src.read_bytes(), kind))
+        src.unlink()
+        renamed[rel] = rel + compress.EXTENSIONS[kind]
+    r = _lkm("-b", str(root), release)
+    assert r.returncode == 0, r.stderr
+    expected = []
+    for line in ref_lines:
+        for old, new in renamed.items():
+            line = re.sub(rf"(^|\s){re.escape(old)}(:|\s|$)", rf"\g<1>{new}\g<2>", line)
+        expected.append(line)
+    assert (moddir / "modules.dep").read_text().splitlines() == expected
+    for name in ("modules.alias", "modules.symbols", "modules.alias.bin"):
+        assert (moddir / name).read_bytes() == (mini61 / "lib/modules" / release / name) \
+            .read_bytes()
+
+
 def test_symlink_loop_is_bounded(mini61: Path, tmp_path: Path) -> None:
     """A directory symlink loop: kmod recurses until it runs out of file descriptors (and
     writes gigabytes of errors); lkm reports the loop once and finishes."""
