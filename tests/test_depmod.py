@@ -505,6 +505,18 @@ def test_compressed_modules_of_every_kind(mini61: Path, tmp_path: Path) -> None:
             .read_bytes()
 
 
+def test_show_into_closed_pipe(mini61: Path) -> None:
+    """-n into a pipe closed early: killed by SIGPIPE like kmod, no traceback."""
+    proc = subprocess.Popen([LKM, "depmod", "-n", "-b", str(mini61), _release(mini61)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.read(10)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == -signal.SIGPIPE
+    assert err == b""
+
+
 def test_symlink_loop_is_bounded(mini61: Path, tmp_path: Path) -> None:
     """A directory symlink loop: kmod recurses until it runs out of file descriptors (and
     writes gigabytes of errors); lkm reports the loop once and finishes."""

@@ -15,6 +15,7 @@ from lkm.cli._common import (
     Fatal,
     Log,
     LongOpt,
+    die_of_sigpipe,
     getopt_long,
     print_version,
 )
@@ -86,6 +87,9 @@ def main(prog: str, argv: list[str]) -> int:
         signal.signal(sig, _terminate)
     try:
         return _run(prog, argv, log)
+    except BrokenPipeError:
+        die_of_sigpipe()  # as kmod's depmod -n or -v into a closed pipe
+        return 141
     except Fatal:
         return 1
     except KeyboardInterrupt:
