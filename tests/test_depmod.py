@@ -505,6 +505,22 @@ def test_compressed_modules_of_every_kind(mini61: Path, tmp_path: Path) -> None:
             .read_bytes()
 
 
+def test_fifos_do_not_hang(tmp_path: Path) -> None:
+    """FIFOs as modules.order, as a -C file and as a module operand: kmod blocks on
+    them; lkm reads what is there (nothing) and goes on."""
+    moddir = tmp_path / "lib/modules/1.2.3"
+    moddir.mkdir(parents=True)
+    os.mkfifo(moddir / "modules.order")
+    os.mkfifo(tmp_path / "conf.conf")
+    os.mkfifo(tmp_path / "fifo.ko")
+    r = _lkm("-C", str(tmp_path / "conf.conf"), "-b", str(tmp_path), "1.2.3")
+    assert r.returncode == 0
+    r = _lkm("-b", str(tmp_path), "1.2.3", str(tmp_path / "fifo.ko"))
+    assert r.returncode == 0
+    assert b"failed to load symbols from" in r.stderr
+    assert (moddir / "modules.dep").read_bytes() == f"{tmp_path}/fifo.ko:\n".encode()
+
+
 def test_show_into_closed_pipe(mini61: Path) -> None:
     """-n into a pipe closed early: killed by SIGPIPE like kmod, no traceback."""
     proc = subprocess.Popen([LKM, "depmod", "-n", "-b", str(mini61), _release(mini61)],

@@ -351,8 +351,7 @@ def load_config(kversion: str, paths: Sequence[str] | None, log: LogFn) -> Depmo
     cfg = DepmodConfig()
     for fname in config_file_list(CFG_DIRS if paths is None else paths, log):
         try:
-            with open(fname, "rb") as f:
-                data = f.read()
+            data = _read_file(fname)
         except OSError as e:
             log(LOG_ERR, f"file parse {fname}: {e.strerror}\n")
             continue
@@ -747,6 +746,7 @@ class Depmod:
         self._dep_lines: list[str] | None = None
         self._sorted_symbols: list[tuple[str, Mod]] | None = None
         self._built = False
+        self._irregular: set[str] = set()
 
     def log(self, prio: int, msg: str) -> None:
         self._log(prio, msg)
@@ -774,8 +774,7 @@ class Depmod:
 
     def load_symvers(self, filename: str) -> None:
         """Add vmlinux's symbols and CRCs from a Module.symvers (OSError if unreadable)."""
-        with open(filename, "rb") as f:
-            data = f.read()
+        data = _read_file(filename)
         for lineno, raw in enumerate(fgets_lines(data, 10240), 1):
             toks = [t for t in re.split(rb"[ \t]+", raw) if t]
             if len(toks) < 3 or toks[2] != b"vmlinux":
@@ -796,8 +795,7 @@ class Depmod:
 
     def load_system_map(self, filename: str) -> None:
         """Add vmlinux's exports from the ``__ksymtab_*`` lines of a System.map."""
-        with open(filename, "rb") as f:
-            data = f.read()
+        data = _read_file(filename)
         prefix = _enc(self.sym_prefix)
         for lineno, raw in enumerate(fgets_lines(data, 10240), 1):
             p = raw.find(b" ")
@@ -953,9 +951,11 @@ class Depmod:
             if not path.startswith("/"):
                 raise DepmodError(f"{path}: not absolute path.\n")
             try:
-                os.stat(path)
+                st = os.stat(path)
             except OSError as e:
                 raise DepmodError(f"could not create module {path}: {e.strerror}\n") from e
+            if not stat.S_ISREG(st.st_mode):
+                self._irregular.add(path)  # not read: kmod would block on a FIFO
             modname = modname_from_path(path)
             if modname is None:
                 raise DepmodError(f"could not create module {path}: "
@@ -1018,8 +1018,7 @@ class Depmod:
             self.log(LOG_WARNING, f"could not open directory {self.dirname}: {e.strerror}\n")
             return None
         try:
-            with open(os.open(name, os.O_RDONLY, dir_fd=fd), "rb") as f:
-                return f.read()
+            return _read_file(name, fd)
         except OSError as e:
             self.log(LOG_WARNING, f"could not open {name} at {self.dirname}: {e.strerror}\n")
             return None
@@ -1034,11 +1033,12 @@ class Depmod:
         Raises DependencyCycleError (after logging each cycle) when there are cycles.
         """
         detail = self.check_symvers or self.print_unknown
+        skip = frozenset(self._irregular)
         if self._built:
-            results = _read_all([m.path for m in self.modules], detail, self.jobs)
+            results = _read_all([m.path for m in self.modules], detail, self.jobs, skip=skip)
         else:  # order the modules while the reader processes start
             found = list(self.by_name.values())
-            got = _read_all([m.path for m in found], detail, self.jobs, self.build_array)
+            got = _read_all([m.path for m in found], detail, self.jobs, self.build_array, skip)
             by_mod = {id(m): d for m, d in zip(found, got, strict=True)}
             results = [by_mod[id(m)] for m in self.modules]
         owner = self.owner
@@ -1543,6 +1543,23 @@ def _unlink_quiet(name: str, dfd: int) -> None:
         os.unlink(name, dir_fd=dfd)
 
 
+def _read_file(name: str, dir_fd: int | None = None) -> bytes:
+    """A whole input file; a FIFO or device reads as whatever it has now (kmod would
+    block on a FIFO without a writer)."""
+    fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK, dir_fd=dir_fd)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            try:
+                return os.read(fd, 1 << 20)
+            except BlockingIOError:
+                return b""
+        os.set_blocking(fd, True)
+        with open(fd, "rb", closefd=False) as f:
+            return f.read()
+    finally:
+        os.close(fd)
+
+
 def _default_jobs() -> int:
     """Processes for reading modules: the CPUs this process may use, at most 8."""
     try:
@@ -1667,9 +1684,15 @@ def _scanf_u(sign: str, digits: str) -> int:
 
 
 def _read_all(paths: list[str], detail: bool, jobs: int,
-              meanwhile: Callable[[], None] | None = None) -> list[ModuleData]:
-    """read_module_data for every path, split over ``jobs`` processes (fork); the
-    main process runs ``meanwhile`` once the others have started."""
+              meanwhile: Callable[[], None] | None = None,
+              skip: frozenset[str] = frozenset()) -> list[ModuleData]:
+    """read_module_data for every path (those in ``skip`` fail with EINVAL unread),
+    split over ``jobs`` processes (fork); the main process runs ``meanwhile`` once the
+    others have started."""
+    if skip:
+        todo = [p for p in paths if p not in skip]
+        got = iter(_read_all(todo, detail, jobs, meanwhile))
+        return [_failed(_errno.EINVAL) if p in skip else next(got) for p in paths]
     if jobs <= 1 or len(paths) < 64 or not hasattr(os, "fork"):
         if meanwhile is not None:
             meanwhile()
