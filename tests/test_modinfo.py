@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from aliases import concrete
 from conftest import CACHE, LKM, Tree
 
 pytestmark = [pytest.mark.trees, pytest.mark.kmod]
@@ -166,32 +167,7 @@ def _builtin_names(tree: Tree) -> list[str]:
 
 def concretize(pattern: str, rng: random.Random) -> str:
     """A string the fnmatch pattern matches (random fill for ``*``)."""
-    out = []
-    i = 0
-    while i < len(pattern):
-        c = pattern[i]
-        if c == "*":
-            out.append(rng.choice(["", "0", "1A", "v0000", "x"]))
-        elif c == "?":
-            out.append("0")
-        elif c == "[":
-            end = pattern.find("]", i + 2)
-            if end < 0:
-                out.append(c)
-            else:
-                body = pattern[i + 1:end]
-                if body[:1] in ("!", "^"):
-                    out.append(next(ch for ch in "Zz_0" if ch not in body[1:]))
-                else:
-                    out.append(body[0])
-                i = end
-        elif c == "\\" and i + 1 < len(pattern):
-            i += 1
-            out.append(pattern[i])
-        else:
-            out.append(c)
-        i += 1
-    return "".join(out)
+    return concrete(pattern, lambda: rng.choice(["", "0", "1A", "v0000", "x"]), spare="Zz_0")
 
 
 def _kmod_dir_args(tree: Tree) -> list[str]:

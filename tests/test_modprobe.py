@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from aliases import concrete
 from conftest import KMOD, LKM, Tree
 
 pytestmark = [pytest.mark.trees, pytest.mark.kmod]
@@ -71,37 +72,6 @@ def test_show_depends_every_module(tree: Tree) -> None:
     """-a -D over every module of the tree in one call (names as file names, with '-')."""
     rc, out, _err = both([*tree_args(tree), "-a", "-D", *module_names(tree)])
     assert rc == 0 and out.count(b"\n") > len(module_names(tree))
-
-
-def concrete(pattern: str, fill: str) -> str:
-    """A string the fnmatch ``pattern`` matches: '*' becomes ``fill``, '?' a '0', a
-    bracket expression its first member (or a character it excludes)."""
-    out = []
-    i = 0
-    while i < len(pattern):
-        c = pattern[i]
-        if c == "*":
-            out.append(fill)
-        elif c == "?":
-            out.append("0")
-        elif c == "[":
-            end = pattern.find("]", i + 2)
-            if end < 0:
-                out.append(c)
-            else:
-                body = pattern[i + 1:end]
-                if body[:1] in ("!", "^"):
-                    out.append(next(ch for ch in "0Zz_~" if ch not in body[1:]))
-                else:
-                    out.append(body[0])
-                i = end
-        elif c == "\\" and i + 1 < len(pattern):
-            i += 1
-            out.append(pattern[i])
-        else:
-            out.append(c)
-        i += 1
-    return "".join(out)
 
 
 def modaliases(tree: Tree, count: int = 2500) -> list[str]:
