@@ -558,18 +558,24 @@ def _elf_header_checks(info: _Info, log: Printk, modern: bool) -> tuple[Any, ...
     return e
 
 
-def _elf_validity_check(info: _Info, log: Printk) -> None:
-    """6.1: elf_validity_check()."""
-    e = _elf_header_checks(info, log, False)
-    shnum, shstrndx = e[12], e[13]
+def _check_section0(info: _Info, log: Printk) -> None:
+    """Section 0 is SHT_NULL with no size and no address."""
+    s0 = info.sechdrs[0]
+    if s0[1] != SHT_NULL or s0[5] != 0 or s0[3] != 0:
+        log.err(f"ELF Spec violation: section 0 type({_s32(s0[1])})!=SH_NULL or non-zero "
+                "len or addr")
+        raise _Fail(errno.ENOEXEC)
+
+
+def _check_shstrndx(shstrndx: int, shnum: int, log: Printk) -> None:
     if shstrndx == SHN_UNDEF or shstrndx >= shnum:
         log.err(f"Invalid ELF section name index: {shstrndx} || e_shstrndx ({shstrndx}) "
                 f">= e_shnum ({shnum})")
         raise _Fail(errno.ENOEXEC)
-    strhdr = info.sechdrs[shstrndx]
-    if not _validate_section_offset(info, strhdr):
-        log.err(f"Invalid ELF section hdr(type {strhdr[1]})")
-        raise _Fail(errno.ENOEXEC)
+
+
+def _set_secstrings(info: _Info, strhdr: list[int], log: Printk) -> None:
+    """Record the section name table: not empty, NUL-terminated."""
     info.secstrings_off, info.secstrings_size = strhdr[4], strhdr[5]
     if strhdr[5] == 0:
         log.err("empty section name table")
@@ -577,22 +583,39 @@ def _elf_validity_check(info: _Info, log: Printk) -> None:
     if info.data[strhdr[4] + strhdr[5] - 1] != 0:
         log.err("ELF Spec violation: section name table isn't null terminated")
         raise _Fail(errno.ENOEXEC)
-    s0 = info.sechdrs[0]
-    if s0[1] != SHT_NULL or s0[5] != 0 or s0[3] != 0:
-        log.err(f"ELF Spec violation: section 0 type({_s32(s0[1])})!=SH_NULL or non-zero "
-                "len or addr")
+
+
+def _check_symtab_link(link: int, shnum: int, log: Printk) -> None:
+    if link == SHN_UNDEF or link >= shnum:
+        log.err(f"Invalid ELF sh_link!=SHN_UNDEF({link}) or (sh_link({link}) >= "
+                f"hdr->e_shnum({shnum})")
         raise _Fail(errno.ENOEXEC)
+
+
+def _check_section_offset(info: _Info, i: int, h: list[int], log: Printk) -> None:
+    if not _validate_section_offset(info, h):
+        log.err(f"Invalid ELF section in module (section {i} type {h[1]})")
+        raise _Fail(errno.ENOEXEC)
+
+
+def _elf_validity_check(info: _Info, log: Printk) -> None:
+    """6.1: elf_validity_check()."""
+    e = _elf_header_checks(info, log, False)
+    shnum, shstrndx = e[12], e[13]
+    _check_shstrndx(shstrndx, shnum, log)
+    strhdr = info.sechdrs[shstrndx]
+    if not _validate_section_offset(info, strhdr):
+        log.err(f"Invalid ELF section hdr(type {strhdr[1]})")
+        raise _Fail(errno.ENOEXEC)
+    _set_secstrings(info, strhdr, log)
+    _check_section0(info, log)
     for i in range(1, shnum):
         h = info.sechdrs[i]
         if h[1] in (SHT_NULL, SHT_NOBITS):
             continue
-        if h[1] == SHT_SYMTAB and (h[6] == SHN_UNDEF or h[6] >= shnum):
-            log.err(f"Invalid ELF sh_link!=SHN_UNDEF({h[6]}) or (sh_link({h[6]}) >= "
-                    f"hdr->e_shnum({shnum})")
-            raise _Fail(errno.ENOEXEC)
-        if not _validate_section_offset(info, h):
-            log.err(f"Invalid ELF section in module (section {i} type {h[1]})")
-            raise _Fail(errno.ENOEXEC)
+        if h[1] == SHT_SYMTAB:
+            _check_symtab_link(h[6], shnum, log)
+        _check_section_offset(info, i, h, log)
         if h[2] & SHF_ALLOC and h[0] >= strhdr[5]:
             log.err(f"Invalid ELF section name in module (section {i} type {h[1]})")
             raise _Fail(errno.ENOEXEC)
@@ -637,33 +660,18 @@ def _elf_validity_cache_copy(k: KernelState, info: _Info, flags: int, log: Print
     """6.4+ (6.12): elf_validity_cache_copy()."""
     e = _elf_header_checks(info, log, True)
     shnum, shstrndx = e[12], e[13]
-    s0 = info.sechdrs[0]
-    if s0[1] != SHT_NULL or s0[5] != 0 or s0[3] != 0:
-        log.err(f"ELF Spec violation: section 0 type({_s32(s0[1])})!=SH_NULL or non-zero "
-                "len or addr")
-        raise _Fail(errno.ENOEXEC)
+    _check_section0(info, log)
     for i in range(1, shnum):
         h = info.sechdrs[i]
         if h[1] in (SHT_NULL, SHT_NOBITS):
             continue
-        if not _validate_section_offset(info, h):
-            log.err(f"Invalid ELF section in module (section {i} type {h[1]})")
-            raise _Fail(errno.ENOEXEC)
-    if shstrndx == SHN_UNDEF or shstrndx >= shnum:
-        log.err(f"Invalid ELF section name index: {shstrndx} || e_shstrndx ({shstrndx}) "
-                f">= e_shnum ({shnum})")
-        raise _Fail(errno.ENOEXEC)
+        _check_section_offset(info, i, h, log)
+    _check_shstrndx(shstrndx, shnum, log)
     strhdr = info.sechdrs[shstrndx]
     if strhdr[1] != SHT_STRTAB:
         log.err(f"Invalid ELF section name table type: {strhdr[1]}")
         raise _Fail(errno.ENOEXEC)
-    info.secstrings_off, info.secstrings_size = strhdr[4], strhdr[5]
-    if strhdr[5] == 0:
-        log.err("empty section name table")
-        raise _Fail(errno.ENOEXEC)
-    if info.data[strhdr[4] + strhdr[5] - 1] != 0:
-        log.err("ELF Spec violation: section name table isn't null terminated")
-        raise _Fail(errno.ENOEXEC)
+    _set_secstrings(info, strhdr, log)
     for i in range(shnum):
         h = info.sechdrs[i]
         if h[1] == SHT_NULL:
@@ -704,10 +712,7 @@ def _elf_validity_cache_copy(k: KernelState, info: _Info, flags: int, log: Print
         raise _Fail(errno.ENOEXEC)
     info.idx_sym = syms[0]
     stri = info.sechdrs[info.idx_sym][6]
-    if stri == SHN_UNDEF or stri >= shnum:
-        log.err(f"Invalid ELF sh_link!=SHN_UNDEF({stri}) or (sh_link({stri}) >= "
-                f"hdr->e_shnum({shnum})")
-        raise _Fail(errno.ENOEXEC)
+    _check_symtab_link(stri, shnum, log)
     if info.sechdrs[stri][1] != SHT_STRTAB:
         log.err(f"Invalid ELF symbol string table type: {info.sechdrs[stri][1]}")
         raise _Fail(errno.ENOEXEC)
