@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from lkm.errors import LkmError, SignatureError
 from lkm.signature import MAGIC, MODULE_SIGNATURE_SIZE, PKEY_ID_PKCS7
@@ -496,6 +496,34 @@ class _SignerInfo:
             return None
 
 
+class SigCheck(NamedTuple):
+    """What mod_verify_sig's checks of the struct module_signature found."""
+
+    errno: int  # 0 when the trailer is usable
+    reason: str
+    body: int  # length of the module without its signature
+    logged: bool  # the kernel prints ``reason`` (mod_check_sig's pr_err)
+
+
+def mod_check_sig(content: bytes | memoryview | mmap.mmap, modlen: int) -> SigCheck:
+    """The kernel's checks of the struct module_signature that ends at ``modlen`` (the
+    module with its MAGIC cut off), in mod_verify_sig's and mod_check_sig's order."""
+    if modlen <= MODULE_SIGNATURE_SIZE:
+        return SigCheck(errno.EBADMSG, "signature trailer truncated", modlen, False)
+    algo, hash_, id_type, signer_len, key_id_len, p0, p1, p2, sig_len = struct.unpack_from(
+        ">BBBBBBBBI", content, modlen - MODULE_SIGNATURE_SIZE)
+    if sig_len >= modlen - MODULE_SIGNATURE_SIZE:
+        return SigCheck(errno.EBADMSG, f"sig_len {sig_len} exceeds the module", modlen, False)
+    if id_type != PKEY_ID_PKCS7:
+        return SigCheck(errno.ENOPKG, "module: not signed with expected PKCS#7 message",
+                        modlen, True)
+    if algo or hash_ or signer_len or key_id_len or p0 or p1 or p2:
+        return SigCheck(errno.EBADMSG,
+                        "module: PKCS#7 signature info has unexpected non-zero params",
+                        modlen, True)
+    return SigCheck(0, "", modlen - MODULE_SIGNATURE_SIZE - sig_len, False)
+
+
 def verify_module(content: bytes | memoryview | mmap.mmap, keyring: Keyring,
                   stats: VerifyStats | None = None) -> Verdict:
     """Check a decompressed module's signature the way the kernel's module_sig_check does."""
@@ -503,19 +531,11 @@ def verify_module(content: bytes | memoryview | mmap.mmap, keyring: Keyring,
     if n <= len(MAGIC) or bytes(content[n - len(MAGIC):]) != MAGIC:
         return _verdict(errno.ENODATA, "unsigned module")
     modlen = n - len(MAGIC)
-    if modlen <= MODULE_SIGNATURE_SIZE:
-        return _verdict(errno.EBADMSG, "signature trailer truncated")
-    algo, hash_, id_type, signer_len, key_id_len, p0, p1, p2, sig_len = struct.unpack_from(
-        ">BBBBBBBBI", content, modlen - MODULE_SIGNATURE_SIZE)
-    if sig_len >= modlen - MODULE_SIGNATURE_SIZE:
-        return _verdict(errno.EBADMSG, f"sig_len {sig_len} exceeds the module")
-    if id_type != PKEY_ID_PKCS7:
-        return _verdict(errno.ENOPKG, "module: not signed with expected PKCS#7 message")
-    if algo or hash_ or signer_len or key_id_len or p0 or p1 or p2:
-        return _verdict(errno.EBADMSG,
-                        "module: PKCS#7 signature info has unexpected non-zero params")
-    body = modlen - MODULE_SIGNATURE_SIZE - sig_len
-    raw = bytes(content[body:body + sig_len])
+    check = mod_check_sig(content, modlen)
+    if check.errno:
+        return _verdict(check.errno, check.reason)
+    body = check.body
+    raw = bytes(content[body:modlen - MODULE_SIGNATURE_SIZE])
     t0 = time.perf_counter()
     try:
         parsed = _parse_pkcs7_fast(raw)

@@ -24,6 +24,7 @@ from lkm.kernel import taint as T
 from lkm.kernel.params import KernelParam, ParamSpec, parse_args
 from lkm.kernel.printk import KERN_ERR, KERN_NOTICE, KERN_WARNING, Printk
 from lkm.kernel.profile import KernelProfile
+from lkm.signature import MAGIC as MODULE_SIG_STRING
 
 # enum module_state
 MODULE_STATE_LIVE = 0
@@ -58,7 +59,6 @@ PAGE_SIZE = 4096
 R_X86_64_NONE, R_X86_64_64, R_X86_64_PC32, R_X86_64_32, R_X86_64_32S = 0, 1, 2, 10, 11
 R_X86_64_PLT32, R_X86_64_PC64 = 4, 24
 
-MODULE_SIG_STRING = b"~Module signature appended~\n"
 
 # where the virtual kernel places things (x86_64 with KASLR off)
 MODULES_VADDR = 0xFFFFFFFFC0000000
@@ -484,23 +484,14 @@ def _module_sig_check(k: KernelState, info: _Info, flags: int, comm: str, log: P
 
 
 def _mod_verify_sig(k: KernelState, info: _Info, log: Printk) -> int:
-    from lkm.signing import verify_module
+    from lkm.signing import mod_check_sig, verify_module
 
-    marker = len(MODULE_SIG_STRING)
-    modlen = info.len - marker
-    if modlen <= 12:
-        return errno.EBADMSG
-    algo, hash_, id_type, signer_len, key_id_len, p0, p1, p2, sig_len = struct.unpack_from(
-        ">BBBBBBBBI", info.data, modlen - 12)
-    if sig_len >= modlen - 12:
-        return errno.EBADMSG
-    if id_type != 2:
-        log.err("module: not signed with expected PKCS#7 message")
-        return errno.ENOPKG
-    if algo or hash_ or signer_len or key_id_len or p0 or p1 or p2:
-        log.err("module: PKCS#7 signature info has unexpected non-zero params")
-        return errno.EBADMSG
-    body = modlen - 12 - sig_len
+    check = mod_check_sig(info.data, info.len - len(MODULE_SIG_STRING))
+    if check.errno:
+        if check.logged:
+            log.err(check.reason)
+        return check.errno
+    body = check.body
     # from here on the kernel works on the module without its signature
     verdict = verify_module(info.data, _keyring(k.profile))
     info.data = info.data[:body]
