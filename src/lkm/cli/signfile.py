@@ -61,51 +61,44 @@ def main(prog: str, argv: list[str]) -> int:
         write_module_bytes,
     )
 
-    def fail(name: str, why: str) -> int:
+    def fail(name: str, e: Exception) -> int:
+        why = (e.strerror or str(e)) if isinstance(e, OSError) else str(e)
         sys.stderr.write(f"{prog}: {name}: {why}\n")
         return 1
 
     try:
         content, kind = read_module_bytes(module_name)
-    except OSError as e:
-        return fail(module_name, e.strerror or str(e))
-    except LkmError as e:
-        return fail(module_name, str(e))
+    except (OSError, LkmError) as e:
+        return fail(module_name, e)
     if raw_sig:
         try:
             with open(key_name, "rb") as f:
                 pkcs7 = f.read()
         except OSError as e:
-            return fail(key_name, e.strerror or str(e))
+            return fail(key_name, e)
     else:
         try:
             key = load_private_key(key_name)
-        except OSError as e:
-            return fail(key_name, e.strerror or str(e))
-        except LkmError as e:
-            return fail(key_name, str(e))
+        except (OSError, LkmError) as e:
+            return fail(key_name, e)
         try:
             cert = load_certificate(x509_name)
-        except OSError as e:
-            return fail(x509_name, e.strerror or str(e))
-        except LkmError as e:
-            return fail(x509_name, str(e))
+        except (OSError, LkmError) as e:
+            return fail(x509_name, e)
         try:
             pkcs7 = build_pkcs7(content, key, cert, hash_name, use_skid)
         except LkmError as e:
-            return fail("PKCS7 signing", str(e))
+            return fail("PKCS7 signing", e)
         if save_sig:
             try:
                 write_atomic(module_name + ".p7s", pkcs7)
             except OSError as e:
-                return fail(module_name + ".p7s", e.strerror or str(e))
+                return fail(module_name + ".p7s", e)
         if sign_only:
             return 0
     try:
         write_module_bytes(dest_name, append_signature(content, pkcs7), kind)
-    except OSError as e:
-        return fail(dest_name, e.strerror or str(e))
-    except LkmError as e:
-        return fail(dest_name, str(e))
+    except (OSError, LkmError) as e:
+        return fail(dest_name, e)
     return 0
 
