@@ -216,6 +216,22 @@ def die_of_sigpipe() -> None:
     raise SystemExit(141)  # not reached
 
 
+def parse_init_results(items: Sequence[str]) -> dict[str, int]:
+    """``--init MODULE=RET`` options as {module name: what its init returns}; ValueError
+    with the message for a malformed one."""
+    results: dict[str, int] = {}
+    for item in items:
+        name, sep, val = item.partition("=")
+        try:
+            ret = int(val, 0)
+        except ValueError:
+            sep = ""
+        if not sep or not name:
+            raise ValueError(f"--init wants MODULE=RET, not '{item}'")
+        results[name.replace("-", "_")] = ret
+    return results
+
+
 # --------------------------------------------------------------------------- getopt_long
 
 NO_ARGUMENT = 0

@@ -16,6 +16,8 @@ import json
 import os
 import sys
 
+from lkm.cli._common import parse_init_results
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
@@ -46,16 +48,11 @@ def main(prog: str, argv: list[str]) -> int:
     from lkm.kernel.loader import MODULE_INIT_IGNORE_MODVERSIONS, MODULE_INIT_IGNORE_VERMAGIC
     from lkm.kernel.profile import load_cached
 
-    init_results: dict[str, int] = {}
-    for item in a.init:
-        name, sep, val = item.partition("=")
-        try:
-            init_results[name.replace("-", "_")] = int(val, 0)
-        except ValueError:
-            sep = ""
-        if not sep or not name:
-            sys.stderr.write(f"lkm {prog}: ERROR: --init wants MODULE=RET, not '{item}'\n")
-            return 2
+    try:
+        init_results = parse_init_results(a.init)
+    except ValueError as e:
+        sys.stderr.write(f"lkm {prog}: ERROR: {e}\n")
+        return 2
     for p in a.param:
         if "=" not in p and not p.strip():
             sys.stderr.write(f"lkm {prog}: ERROR: bad --param '{p}'\n")

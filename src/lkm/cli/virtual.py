@@ -10,6 +10,8 @@ import argparse
 import os
 import sys
 
+from lkm.cli._common import parse_init_results
+
 USAGE = """\
 usage: {p} create DIR --from TREE|VMLINUZ|HEADERS [--cmdline CMDLINE] [--init MODULE=RET]...
                      [--no-depmod]
@@ -54,15 +56,10 @@ def _create(prog: str, argv: list[str]) -> int:
     ap.add_argument("--init", action="append", default=[], metavar="MODULE=RET")
     ap.add_argument("--no-depmod", action="store_true")
     a = ap.parse_args(argv)
-    init_results: dict[str, int] = {}
-    for item in a.init:
-        name, sep, val = item.partition("=")
-        try:
-            init_results[name.replace("-", "_")] = int(val, 0)
-        except ValueError:
-            return _err(prog, f"--init wants MODULE=RET, not '{item}'")
-        if not sep or not name:
-            return _err(prog, f"--init wants MODULE=RET, not '{item}'")
+    try:
+        init_results = parse_init_results(a.init)
+    except ValueError as e:
+        return _err(prog, str(e))
     from lkm.errors import LkmError
     from lkm.kernel.virtual import VirtualKernel
 
