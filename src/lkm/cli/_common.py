@@ -13,6 +13,11 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lkm.kernel.backend import KernelBackend
+    from lkm.modprobe import Modprobe
 
 # syslog priorities, as kmod uses them
 LOG_CRIT = 2
@@ -214,6 +219,20 @@ def die_of_sigpipe() -> None:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGPIPE)
     raise SystemExit(141)  # not reached
+
+
+def running_context(log: Log, *, lib_log: bool = True) -> tuple[KernelBackend, Modprobe]:
+    """insmod's, rmmod's and lsmod's set-up: the running (or virtual) kernel and its
+    context, the diagnostics of reading its configuration printed through ``log``
+    (``lib_log``: libkmod's later messages too)."""
+    from lkm.kernel.backend import get_backend
+    from lkm.modprobe import running_kernel_context
+
+    kernel = get_backend()
+    ctx = running_kernel_context(kernel, log.lib if lib_log else None)
+    for prio, where, fn, msg in ctx.config.messages:
+        log.lib(prio, where, fn, msg)
+    return kernel, ctx
 
 
 def parse_init_results(items: Sequence[str]) -> dict[str, int]:

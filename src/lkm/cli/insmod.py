@@ -6,7 +6,16 @@ import errno
 import os
 import sys
 
-from lkm.cli._common import NO_ARGUMENT, Fatal, Log, LongOpt, getopt_long, print_version, write_err
+from lkm.cli._common import (
+    NO_ARGUMENT,
+    Fatal,
+    Log,
+    LongOpt,
+    getopt_long,
+    print_version,
+    running_context,
+    write_err,
+)
 
 LONGOPTS = [LongOpt("version", NO_ARGUMENT, "V"), LongOpt("help", NO_ARGUMENT, "h")]
 
@@ -65,14 +74,10 @@ def _main(prog: str, argv: list[str]) -> int:
         return 1
     options = " ".join(args[1:])
 
-    from lkm.kernel.backend import get_backend
     from lkm.moddb import make_absolute
-    from lkm.modprobe import insert_file, running_kernel_context
+    from lkm.modprobe import insert_file
 
-    kernel = get_backend()
-    ctx = running_kernel_context(kernel)
-    for prio, where, fn, msg in ctx.config.messages:
-        log.lib(prio, where, fn, msg)
+    kernel, _ctx = running_context(log, lib_log=False)
     path = make_absolute(filename)
     try:
         os.stat(path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from lkm.cli._common import Log, die_of_sigpipe, write_err
+from lkm.cli._common import Log, die_of_sigpipe, running_context, write_err
 
 
 def main(prog: str, argv: list[str]) -> int:
@@ -14,13 +14,7 @@ def main(prog: str, argv: list[str]) -> int:
         return 1
     log = Log(prog)
 
-    from lkm.kernel.backend import get_backend
-    from lkm.modprobe import running_kernel_context
-
-    kernel = get_backend()
-    ctx = running_kernel_context(kernel, log.lib)
-    for prio, where, fn, msg in ctx.config.messages:
-        log.lib(prio, where, fn, msg)
+    kernel, ctx = running_context(log)
     try:
         text = kernel.read_text("/proc/modules")
     except OSError as e:

@@ -14,6 +14,7 @@ from lkm.cli._common import (
     LongOpt,
     getopt_long,
     print_version,
+    running_context,
     write_err,
 )
 
@@ -74,13 +75,9 @@ def _main(prog: str, argv: list[str]) -> int:
         log.error("missing module name.\n")
         return 1
 
-    from lkm.kernel.backend import get_backend
-    from lkm.modprobe import BUILTIN, REMOVE_FORCE, running_kernel_context
+    from lkm.modprobe import BUILTIN, REMOVE_FORCE
 
-    kernel = get_backend()
-    ctx = running_kernel_context(kernel, log.lib)
-    for prio, where, fn, msg in ctx.config.messages:
-        log.lib(prio, where, fn, msg)
+    _kernel, ctx = running_context(log)
     # log_setup_kmod_log: libkmod now speaks through the tool at the tool's priority
     log.priority = log.lib_priority = verbose
     log.kmod_log = True
