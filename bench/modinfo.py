@@ -21,20 +21,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from _util import trees  # noqa: E402
+
 from lkm.module import ModuleFile  # noqa: E402
 
 LKM = ROOT / ".venv" / "bin" / "lkm"
 KMOD_MODINFO = "/sbin/modinfo"
-
-
-def trees() -> dict[str, tuple[Path, str]]:
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "test-fixtures.py")],
-                         capture_output=True, text=True, check=True).stdout
-    got = {}
-    for line in out.splitlines():
-        flavour, path, release = line.split()
-        got[flavour] = (Path(path), release)
-    return got
 
 
 def run_batches(cmd: list[str], paths: list[str], batch: int) -> float:

@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from _util import trees
+
 ROOT = Path(__file__).resolve().parent.parent
 LKM = ROOT / ".venv" / "bin" / "lkm"
 RUNS = int(os.environ.get("BENCH_RUNS", "7"))
@@ -22,13 +24,12 @@ ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
 def tree61() -> tuple[Path, str]:
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "test-fixtures.py")],
-                         capture_output=True, text=True, check=True)
-    for line in out.stdout.splitlines():
-        flavour, path, release = line.split()
-        if flavour == "6.1":
-            return Path(path).with_name(Path(path).name + ".kmod"), release
-    raise SystemExit("no 6.1 tree")
+    """The 6.1 tree's kmod reference root and its release."""
+    tree = trees().get("6.1")
+    if tree is None:
+        raise SystemExit("no 6.1 tree")
+    path, release = tree
+    return path.with_name(path.name + ".kmod"), release
 
 
 def best(cmd: list[str]) -> tuple[float, bytes]:

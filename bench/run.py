@@ -14,7 +14,9 @@ def main() -> int:
     wanted = set(sys.argv[1:])
     rc = 0
     for script in sorted(HERE.glob("*.py")):
-        if script.name == "run.py" or (wanted and script.stem not in wanted):
+        if script.name == "run.py" or script.name.startswith("_"):
+            continue
+        if wanted and script.stem not in wanted:
             continue
         print(f"== bench/{script.name}", flush=True)
         rc |= subprocess.run([sys.executable, str(script)]).returncode

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,17 +20,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from _util import trees  # noqa: E402
+
 from lkm import signing  # noqa: E402
-
-
-def trees() -> dict[str, tuple[Path, str]]:
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "test-fixtures.py")],
-                         capture_output=True, text=True, check=True).stdout
-    got = {}
-    for line in out.splitlines():
-        flavour, path, release = line.split()
-        got[flavour] = (Path(path), release)
-    return got
 
 
 def main() -> int:
