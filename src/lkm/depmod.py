@@ -28,6 +28,7 @@ import signal
 import stat
 import struct
 import time
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -440,6 +441,7 @@ class ModuleData(NamedTuple):
     dotted: bool  # some dependency name starts with '.'
     info: list[tuple[str, str]]  # .modinfo "alias" and "softdep" entries, in order
     error: int = 0  # errno when the file could not be read as a module
+    export_buckets: bytes = b""  # u16 superfast_hash(name) & 2047 per export, if computed
 
 
 def _module_data(exports: list[tuple[str, int]], deps: list[tuple[str, int, bool]],
@@ -597,7 +599,9 @@ def _fast_module_data(m: ModuleFile, detail: bool = False) -> ModuleData | None:
     if modinfo is not None and len(modinfo):
         for k, v in _MODINFO_KEYS.findall(bytes(modinfo)):
             info.append((_dec(k), _dec(v[1:])))
-    return ModuleData(exports, export_crcs, dep_names, dep_crcs, dep_weak, dotted, info)
+    buckets = array("H", [superfast_hash(n.encode()) & 2047 for n in exports]).tobytes()
+    return ModuleData(exports, export_crcs, dep_names, dep_crcs, dep_weak, dotted, info, 0,
+                      buckets)
 
 
 def _resolve_crc(m: ModuleFile, tab: memoryview, i: int) -> int:
@@ -1278,7 +1282,16 @@ class Depmod:
         """Module-owned symbols in libkmod's hash-table order (2048 buckets)."""
         if self._sorted_symbols is None:
             owner = self.owner
-            names = sorted(owner, key=lambda n: hash_order_key(n, 2048))
+            bucket: dict[str, int] = {}
+            if not self.sym_prefix:  # the readers hashed the names of the exports
+                for m in self.modules:
+                    d = m.data
+                    if d is not None and d.export_buckets:
+                        bucket.update(zip(d.exports, array("H", d.export_buckets),
+                                          strict=True))
+            get = bucket.get
+            names = sorted(owner, key=lambda n: (get(n), _enc(n)) if n in bucket
+                           else hash_order_key(n, 2048))
             self._sorted_symbols = [(n, owner[n]) for n in names]
         return self._sorted_symbols
 
@@ -1699,47 +1712,67 @@ def _read_all(paths: list[str], detail: bool, jobs: int,
         return [read_module_data(p, detail) for p in paths]
     import pickle
 
-    results: list[ModuleData | None] = [None] * len(paths)
-    children: list[tuple[int, int, int]] = []  # (pid, read fd, worker number)
-    for w in range(1, jobs):
-        r, wfd = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # child: read its share, send it pickled, exit without cleanup
-            code = 0
-            try:
-                os.close(r)
-                mine = [_pack(read_module_data(p, detail)) for p in paths[w::jobs]]
-                payload = pickle.dumps(mine, protocol=pickle.HIGHEST_PROTOCOL)
-                with os.fdopen(wfd, "wb") as f:
-                    f.write(payload)
-            except BaseException:
-                code = 1
-            finally:
-                os._exit(code)
-        os.close(wfd)
-        children.append((pid, r, w))
+    # a work queue: chunk numbers in a pipe, each read of 4 bytes takes one (reads of a
+    # pipe are atomic), so that whichever process is free takes the next chunk
+    size = max(16, -(-len(paths) // 8192))
+    chunks = -(-len(paths) // size)
+    queue_r, queue_w = os.pipe()
     try:
+        os.write(queue_w, struct.pack(f"<{chunks}I", *range(chunks)))
+    finally:
+        os.close(queue_w)
+
+    def take() -> Iterator[int]:
+        while True:
+            got = os.read(queue_r, 4)
+            if len(got) < 4:
+                return
+            yield struct.unpack("<I", got)[0]
+
+    results: list[ModuleData | None] = [None] * len(paths)
+    children: list[tuple[int, int]] = []  # (pid, read end of its result pipe)
+    try:
+        for _w in range(1, jobs):
+            r, wfd = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # a reader: take chunks, send what it read pickled, exit
+                code = 1
+                try:
+                    os.close(r)
+                    mine = [(c, [_pack(read_module_data(p, detail))
+                                 for p in paths[c * size:(c + 1) * size]]) for c in take()]
+                    payload = pickle.dumps(mine, protocol=pickle.HIGHEST_PROTOCOL)
+                    with os.fdopen(wfd, "wb") as f:
+                        f.write(payload)
+                    code = 0
+                except BaseException:
+                    pass
+                finally:
+                    os._exit(code)
+            os.close(wfd)
+            children.append((pid, r))
         if meanwhile is not None:
             meanwhile()
-        for i in range(0, len(paths), jobs):
-            results[i] = read_module_data(paths[i], detail)
-        for pid, r, w in children:
-            with os.fdopen(r, "rb") as f:
-                payload = f.read()
+        for c in take():
+            for k in range(c * size, min((c + 1) * size, len(paths))):
+                results[k] = read_module_data(paths[k], detail)
+        for pid, r in children:
+            with os.fdopen(r, "rb") as rf:
+                payload = rf.read()
             _, status = os.waitpid(pid, 0)
             if status != 0 or not payload:
                 raise DepmodError("a module reader process failed\n", LOG_CRIT)
-            got = pickle.loads(payload)
-            for j, fields in zip(range(w, len(paths), jobs), got, strict=True):
-                results[j] = _unpack(fields)
+            for c, packed in pickle.loads(payload):
+                results[c * size:c * size + len(packed)] = [_unpack(t) for t in packed]
     except BaseException:
-        for pid, _r, _w in children:
-            try:
-                os.kill(pid, 9)
+        for pid, _r in children:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(OSError):
                 os.waitpid(pid, 0)
-            except OSError:
-                pass
         raise
+    finally:
+        os.close(queue_r)
     out: list[ModuleData] = []
     for d in results:
         assert d is not None
@@ -1750,14 +1783,14 @@ def _read_all(paths: list[str], detail: bool, jobs: int,
 def _pack(d: ModuleData) -> tuple[object, ...]:
     """ModuleData for the pipe: name lists joined (one string pickles much faster)."""
     return ("\0".join(d.exports), d.export_crcs, "\0".join(d.dep_names), d.dep_crcs,
-            d.dep_weak, d.dotted, d.info, d.error)
+            d.dep_weak, d.dotted, d.info, d.error, d.export_buckets)
 
 
 def _unpack(t: tuple[Any, ...]) -> ModuleData:
-    exports, export_crcs, dep_names, dep_crcs, dep_weak, dotted, info, error = t
+    exports, export_crcs, dep_names, dep_crcs, dep_weak, dotted, info, error, buckets = t
     return ModuleData(exports.split("\0") if exports else [], export_crcs,
                       dep_names.split("\0") if dep_names else [], dep_crcs, dep_weak, dotted,
-                      info, error)
+                      info, error, buckets)
 
 
 # --------------------------------------------------------------------------- -A
