@@ -405,11 +405,8 @@ def _load(k: KernelState, image: bytes, args: str, flags: int, comm: str,
     try:
         if modern:
             _module_augment_kernel_taints(k, info, mref, log)
-        elif p.enabled("MODULE_SIG") and not info.sig_ok:
-            log.log_once("modsig", KERN_NOTICE,
-                         f"{mref.name}: module verification failed: signature and/or "
-                         "required key missing - tainting kernel")
-            k.add_taint_module(mref, T.TAINT_UNSIGNED_MODULE, log)
+        else:
+            _taint_unsigned(k, info, mref, log)
         mod.sig_ok = info.sig_ok
         mod.refcnt = MODULE_REF_BASE + 1  # module_unload_init: held during init
         sections = _find_module_sections(info, mref, log)
@@ -825,9 +822,7 @@ def _check_modinfo_livepatch(k: KernelState, info: _Info, mod: _ModRef, log: Pri
         return
     if k.profile.enabled("LIVEPATCH"):
         if not modern:
-            k.add_taint_module(mod, T.TAINT_LIVEPATCH, log)
-            log.log_once("livepatch", KERN_NOTICE,
-                         f"{mod.name}: tainting kernel with TAINT_LIVEPATCH")
+            _taint_livepatch(k, mod, log)
         return
     log.err(f"{mod.name}: module is marked as livepatch module, but livepatch support is "
             "disabled")
@@ -842,53 +837,63 @@ def _set_license(k: KernelState, mod: _ModRef, license: str | None, log: Printk)
         k.add_taint_module(mod, T.TAINT_PROPRIETARY_MODULE, log, now_unreliable=True)
 
 
-def _check_modinfo_6_1(k: KernelState, info: _Info, mod: _ModRef, flags: int,
-                       log: Printk) -> None:
-    _check_modinfo_magic(k, info, mod, flags, log)
+def _taint_out_of_tree(k: KernelState, info: _Info, mod: _ModRef, log: Printk) -> None:
     if info.get_modinfo("intree") is None:
         if not k.test_taint(T.TAINT_OOT_MODULE):
             log.warn(f"{mod.name}: loading out-of-tree module taints kernel.")
         k.add_taint_module(mod, T.TAINT_OOT_MODULE, log)
-    _check_modinfo_retpoline(k, info, mod, log)
+
+
+def _taint_staging(k: KernelState, info: _Info, mod: _ModRef, log: Printk) -> None:
     if info.get_modinfo("staging") is not None:
         k.add_taint_module(mod, T.TAINT_CRAP, log)
         log.warn(f"{mod.name}: module is from the staging directory, the quality is unknown, "
                  "you have been warned.")
-    _check_modinfo_livepatch(k, info, mod, log, modern=False)
-    _set_license(k, mod, info.get_modinfo("license"), log)
+
+
+def _taint_test(k: KernelState, info: _Info, mod: _ModRef, log: Printk) -> None:
     if info.get_modinfo("test") is not None:
         if not k.test_taint(T.TAINT_TEST):
             log.warn(f"{mod.name}: loading test module taints kernel.")
         k.add_taint_module(mod, T.TAINT_TEST, log)
+
+
+def _taint_livepatch(k: KernelState, mod: _ModRef, log: Printk) -> None:
+    k.add_taint_module(mod, T.TAINT_LIVEPATCH, log)
+    log.log_once("livepatch", KERN_NOTICE, f"{mod.name}: tainting kernel with TAINT_LIVEPATCH")
+
+
+def _taint_unsigned(k: KernelState, info: _Info, mod: _ModRef, log: Printk) -> None:
+    if k.profile.enabled("MODULE_SIG") and not info.sig_ok:
+        log.log_once("modsig", KERN_NOTICE,
+                     f"{mod.name}: module verification failed: signature and/or required key "
+                     "missing - tainting kernel")
+        k.add_taint_module(mod, T.TAINT_UNSIGNED_MODULE, log)
+
+
+def _check_modinfo_6_1(k: KernelState, info: _Info, mod: _ModRef, flags: int,
+                       log: Printk) -> None:
+    _check_modinfo_magic(k, info, mod, flags, log)
+    _taint_out_of_tree(k, info, mod, log)
+    _check_modinfo_retpoline(k, info, mod, log)
+    _taint_staging(k, info, mod, log)
+    _check_modinfo_livepatch(k, info, mod, log, modern=False)
+    _set_license(k, mod, info.get_modinfo("license"), log)
+    _taint_test(k, info, mod, log)
 
 
 def _module_augment_kernel_taints(k: KernelState, info: _Info, mod: _ModRef,
                                   log: Printk) -> None:
     """6.4+: the taints, applied once the module is in the list."""
     prev = k.test_taint(T.TAINT_PROPRIETARY_MODULE)
-    if info.get_modinfo("intree") is None:
-        if not k.test_taint(T.TAINT_OOT_MODULE):
-            log.warn(f"{mod.name}: loading out-of-tree module taints kernel.")
-        k.add_taint_module(mod, T.TAINT_OOT_MODULE, log)
+    _taint_out_of_tree(k, info, mod, log)
     _check_modinfo_retpoline(k, info, mod, log)
-    if info.get_modinfo("staging") is not None:
-        k.add_taint_module(mod, T.TAINT_CRAP, log)
-        log.warn(f"{mod.name}: module is from the staging directory, the quality is unknown, "
-                 "you have been warned.")
+    _taint_staging(k, info, mod, log)
     if info.get_modinfo("livepatch") is not None:
-        k.add_taint_module(mod, T.TAINT_LIVEPATCH, log)
-        log.log_once("livepatch", KERN_NOTICE,
-                     f"{mod.name}: tainting kernel with TAINT_LIVEPATCH")
+        _taint_livepatch(k, mod, log)
     _set_license(k, mod, info.get_modinfo("license"), log)
-    if info.get_modinfo("test") is not None:
-        if not k.test_taint(T.TAINT_TEST):
-            log.warn(f"{mod.name}: loading test module taints kernel.")
-        k.add_taint_module(mod, T.TAINT_TEST, log)
-    if k.profile.enabled("MODULE_SIG") and not info.sig_ok:
-        log.log_once("modsig", KERN_NOTICE,
-                     f"{mod.name}: module verification failed: signature and/or required key "
-                     "missing - tainting kernel")
-        k.add_taint_module(mod, T.TAINT_UNSIGNED_MODULE, log)
+    _taint_test(k, info, mod, log)
+    _taint_unsigned(k, info, mod, log)
     _special_names(k, mod, prev, log)
 
 
