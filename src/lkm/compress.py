@@ -137,6 +137,14 @@ def _unxz(view: memoryview, limit: int) -> bytes:
     declared = _xz_declared_size(view)
     if declared is not None and declared > limit:
         raise _too_big("xz", limit)
+    if declared is not None:
+        # one call into a buffer of the declared size: no chunks to gather and copy, so
+        # half the peak memory (depmod); a stream that does not end there is streamed
+        d = lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=XZ_MEMLIMIT)
+        whole = d.decompress(view, declared + 1)
+        if d.eof and len(whole) == declared:
+            return whole
+        del whole
     out = bytearray()
     d = lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=XZ_MEMLIMIT)
 
