@@ -39,6 +39,14 @@ for t in "$T61:$R61" "$T612:$R612"; do
 done
 head -3 "$WORK/depmod-$R61/lib/modules/$R61/modules.dep"
 
+say "modprobe: kmod's resolution (aliases, dependencies, softdeps) on the 6.1 tree"
+run "$LKM" modprobe -d "$T61.kmod" -S "$R61" -D btrfs
+run "$LKM" modprobe -d "$T61.kmod" -S "$R61" -R 'pci:v00008086d000010D3sv00008086sd00000000bc02sc00i00'
+mapfile -t NAMES61 < <(sed -n 's|^.*/\([^/:]*\)\.ko:.*|\1|p' "$T61.kmod/lib/modules/$R61/modules.dep")
+"$LKM" modprobe -d "$T61.kmod" -S "$R61" -a -D "${NAMES61[@]}" > "$WORK/a" 2>&1 || true
+/sbin/modprobe -d "$T61.kmod" -S "$R61" -a -D "${NAMES61[@]}" > "$WORK/b" 2>&1 || true
+same "$WORK/a" "$WORK/b" "lkm and kmod modprobe -a -D of all ${#NAMES61[@]} modules in one call"
+
 say "signatures: every module checked against the certificate built into its own kernel image"
 run "$LKM" extract-certs --info "$T61/boot/vmlinuz-$R61"
 run "$LKM" verify --kernel "$T61" "$M61/kernel"
