@@ -33,8 +33,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from lkm.errors import FormatError, IndexError_, LkmError
+from lkm.errors import FormatError, IndexError_, InvalidAlias, LkmError
 from lkm.index import IndexBuilder, Layout
+from lkm.moddb import alias_normalize as _lookup_key
+from lkm.moddb import modname_from_path
 
 if TYPE_CHECKING:
     from lkm.module import ModuleFile
@@ -144,65 +146,16 @@ def _dec(b: bytes) -> str:
 # --------------------------------------------------------------------------- names
 
 
-def modname_from_path(path: str) -> str | None:
-    """kmod's path_to_modname: basename up to the first '.', '-' turned into '_'
-    (None for an empty basename)."""
-    base = path[path.rfind("/") + 1:]
-    if not base:
-        return None
-    dot = base.find(".")
-    if dot >= 0:
-        base = base[:dot]
-    return base[:PATH_MAX - 1].replace("-", "_")
-
-
 def alias_normalize(alias: str) -> str | None:
-    """kmod's alias_normalize: '-' becomes '_' outside ``[...]``; None on an unmatched
-    bracket."""
-    if "[" not in alias and "]" not in alias:
-        return alias[:PATH_MAX - 1].replace("-", "_")
-    out = []
-    i, n = 0, min(len(alias), PATH_MAX - 1)
-    while i < n:
-        c = alias[i]
-        if c == "-":
-            out.append("_")
-        elif c == "]":
-            return None
-        elif c == "[":
-            end = alias.find("]", i)
-            if end < 0:
-                return None
-            out.append(alias[i:end + 1])
-            i = end
-        else:
-            out.append(c)
-        i += 1
-    return "".join(out)
+    """kmod's alias_normalize as depmod uses it: None on an unmatched bracket."""
+    try:
+        return _lookup_key(alias)
+    except InvalidAlias:
+        return None
 
 
 def _has_kmod_ext(name: str) -> bool:
     return any(len(name) > len(ext) and name.endswith(ext) for ext in KMOD_EXTENSIONS)
-
-
-def make_absolute(path: str) -> str:
-    """kmod's path_make_absolute_cwd: ``cwd + '/' + path`` unless absolute (no normalising)."""
-    if path.startswith("/"):
-        return path
-    return _cwd() + "/" + path
-
-
-def _cwd() -> str:
-    """get_current_dir_name(): $PWD if it names the current directory, else getcwd()."""
-    pwd = os.environ.get("PWD")
-    if pwd and pwd.startswith("/"):
-        try:
-            a, b = os.stat(pwd), os.stat(".")
-            if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino):
-                return pwd
-        except OSError:
-            pass
-    return os.getcwd()
 
 
 def is_version_number(s: str) -> bool:

@@ -28,6 +28,7 @@ from lkm.elf import (
     Symbol,
 )
 from lkm.errors import ElfError
+from lkm.moddb import modname_from_path as _modname
 
 if TYPE_CHECKING:
     from lkm.signature import ModuleSignature
@@ -40,9 +41,8 @@ MODVERSION_ENTRY_SIZE = 64
 
 
 def modname_from_path(path: str | os.PathLike[str]) -> str:
-    """kmod's module name of a file: basename up to the first '.', '-' turned into '_'."""
-    base = os.path.basename(os.fspath(path))
-    return base.split(".", 1)[0].replace("-", "_")
+    """kmod's module name of a file ("" for an empty basename): lkm.moddb's rule."""
+    return _modname(os.fspath(path)) or ""
 
 
 def _dec(b: bytes | memoryview) -> str:

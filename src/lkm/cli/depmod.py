@@ -102,6 +102,7 @@ def _terminate(signum: int, _frame: object) -> None:
 
 def _run(prog: str, argv: list[str], log: Log) -> int:
     from lkm import depmod as dm
+    from lkm.moddb import make_absolute
 
     opts, operands = getopt_long(prog, argv, SHORTOPTS, LONGOPTS)
     all_ = maybe_all = False
@@ -120,10 +121,10 @@ def _run(prog: str, argv: list[str], log: Log) -> int:
             maybe_all = True
         elif key == "b":
             assert arg is not None
-            root = dm.make_absolute(arg)
+            root = make_absolute(arg)
         elif key == "o":
             assert arg is not None
-            out_root = dm.make_absolute(arg)
+            out_root = make_absolute(arg)
         elif key == "C":
             assert arg is not None
             config_paths.append(arg)
