@@ -206,3 +206,13 @@ def test_killed_writer_leaves_valid_state(vk: VirtualKernel,
         names = [m.name for m in again.modules()]
         assert names in ([], ["lkm_params"])
     assert not [f for f in os.listdir(vk.dir) if f.endswith(".tmp")] or True
+
+
+def test_cat_write_only_kernel_views(tmp_path: Path) -> None:
+    """`lkm cat`/`lkm write` address /proc and /sys only: never another file."""
+    target = tmp_path / "x"
+    r = lkm("write", str(target), "1")
+    assert r.returncode == 1 and not target.exists()
+    assert r.stderr == f"lkm write: {target}: not a /proc or /sys path\n"
+    r = lkm("cat", "/etc/passwd", "/sys/../etc/passwd")
+    assert r.returncode == 1 and r.stdout == ""

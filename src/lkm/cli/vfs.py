@@ -25,6 +25,14 @@ def _backend(prog: str) -> object | None:
         return None
 
 
+def _kernel_view(tool: str, path: str) -> bool:
+    """Only the kernel's views are addressed: /proc and /sys paths (never another file)."""
+    if path.startswith(("/proc/", "/sys/")) and "/../" not in path + "/":
+        return True
+    sys.stderr.write(f"lkm {tool}: {path}: not a /proc or /sys path\n")
+    return False
+
+
 def main(prog: str, argv: list[str]) -> int:
     if prog == "write":
         return _write(argv)
@@ -43,6 +51,9 @@ def _cat(argv: list[str]) -> int:
     assert isinstance(kernel, KernelBackend)
     rc = 0
     for path in argv:
+        if not _kernel_view("cat", path):
+            rc = 1
+            continue
         try:
             text = kernel.read_text(path)
         except OSError as e:
@@ -58,6 +69,8 @@ def _write(argv: list[str]) -> int:
         sys.stdout.write(WRITE_USAGE)
         return 0 if argv[:1] in (["-h"], ["--help"]) else 1
     path, value = argv
+    if not _kernel_view("write", path):
+        return 1
     kernel = _backend("write")
     if kernel is None:
         return 1
