@@ -30,7 +30,6 @@ import struct
 import time
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from lkm.errors import FormatError, IndexError_, InvalidAlias, LkmError
@@ -222,15 +221,21 @@ def wrapped_lines(data: bytes) -> Iterator[tuple[int, bytes]]:
 # --------------------------------------------------------------------------- configuration
 
 
-@dataclass
 class DepmodConfig:
     """depmod.d settings, kept in kmod's list order (each directive is prepended, so
     the last one read comes first)."""
 
-    searches: list[str] = field(default_factory=list)  # paths, "built-in", "external"
-    overrides: list[str] = field(default_factory=list)  # "subdir/modname"
-    externals: list[str] = field(default_factory=list)
-    excludes: list[str] = field(default_factory=list)
+    def __init__(self, searches: list[str] | None = None, overrides: list[str] | None = None,
+                 externals: list[str] | None = None, excludes: list[str] | None = None
+                 ) -> None:
+        self.searches = searches if searches is not None else []  # paths, "built-in", "external"
+        self.overrides = overrides if overrides is not None else []  # "subdir/modname"
+        self.externals = externals if externals is not None else []
+        self.excludes = excludes if excludes is not None else []
+
+    def __repr__(self) -> str:
+        return (f"DepmodConfig(searches={self.searches!r}, overrides={self.overrides!r}, "
+                f"externals={self.externals!r}, excludes={self.excludes!r})")
 
 
 def _kernel_matches(pattern: str, kversion: str) -> bool:
@@ -668,8 +673,9 @@ class _Vertex:
         self.parent = parent
 
 
-@dataclass
-class Symbol:
+class Symbol(NamedTuple):
+    """A symbol vmlinux (-E, -F) or a module exports."""
+
     name: str
     owner: Mod | None
     crc: int

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import mmap
 import os
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from lkm.errors import FormatError, IndexError_, InvalidAlias, ModuleNotFound
 from lkm.index import Index
@@ -128,8 +128,7 @@ def kernel_release() -> str:
 # --------------------------------------------------------------------------- results
 
 
-@dataclass(frozen=True)
-class DepEntry:
+class DepEntry(NamedTuple):
     """A module's line of modules.dep: its file and the files it depends on.
 
     ``path`` is None for a line without ``:`` (libkmod then knows no file).
@@ -141,8 +140,7 @@ class DepEntry:
     deps: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Found:
+class Found(NamedTuple):
     """A module named by a lookup.
 
     ``builtin`` is True when an index of built-in modules named it, None when the
@@ -153,7 +151,19 @@ class Found:
     name: str
     builtin: bool | None = None
     alias: str | None = None
-    dep: DepEntry | None = field(default=None, compare=False)
+    dep: DepEntry | None = None  # not compared
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Found):
+            return NotImplemented
+        return self[:3] == other[:3]
+
+    def __ne__(self, other: object) -> bool:
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    def __hash__(self) -> int:
+        return hash(self[:3])
 
 
 # --------------------------------------------------------------------------- module directory

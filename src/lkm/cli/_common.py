@@ -12,8 +12,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from lkm.kernel.backend import KernelBackend
@@ -258,8 +257,9 @@ REQUIRED_ARGUMENT = 1
 OPTIONAL_ARGUMENT = 2
 
 
-@dataclass(frozen=True)
-class LongOpt:
+class LongOpt(NamedTuple):
+    """A long option: its name, whether it takes an argument, the key reported for it."""
+
     name: str
     has_arg: int
     key: str  # the short option letter (or any key) reported for it
