@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import errno as _errno
+import io
 import os
 import re
 import signal
@@ -1698,11 +1699,13 @@ def _read_all(paths: list[str], detail: bool, jobs: int,
                 code = 1
                 try:
                     os.close(r)
-                    mine = [(c, [_pack(read_module_data(p, detail))
-                                 for p in paths[c * size:(c + 1) * size]]) for c in take()]
-                    payload = pickle.dumps(mine, protocol=pickle.HIGHEST_PROTOCOL)
+                    # each chunk pickled as soon as read: the pickling is shared out
+                    # with the reading instead of delaying the end
+                    mine = [pickle.dumps((c, [_pack(read_module_data(p, detail))
+                                              for p in paths[c * size:(c + 1) * size]]),
+                                         protocol=pickle.HIGHEST_PROTOCOL) for c in take()]
                     with os.fdopen(wfd, "wb") as f:
-                        f.write(payload)
+                        f.writelines(mine)
                     code = 0
                 except BaseException:
                     pass
@@ -1721,7 +1724,9 @@ def _read_all(paths: list[str], detail: bool, jobs: int,
             _, status = os.waitpid(pid, 0)
             if status != 0 or not payload:
                 raise DepmodError("a module reader process failed\n", LOG_CRIT)
-            for c, packed in pickle.loads(payload):
+            stream = io.BytesIO(payload)
+            while stream.tell() < len(payload):
+                c, packed = pickle.load(stream)
                 results[c * size:c * size + len(packed)] = [_unpack(t) for t in packed]
     except BaseException:
         for pid, _r in children:
