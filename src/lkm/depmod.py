@@ -456,7 +456,6 @@ _SOFTDEP = b"softdep"
 
 
 _ZERO = re.compile(b"\0")
-_MODINFO_KEYS = re.compile(rb"(?<![^\0])(alias|softdep)(=[^\0]*)?(?![^\0])")
 _VERSION_NAMES = re.compile(r"(?s).{8}(.{56})")
 
 
@@ -556,8 +555,11 @@ def _fast_module_data(m: ModuleFile, detail: bool = False) -> ModuleData | None:
 
     info = []
     if modinfo is not None and len(modinfo):
-        for k, v in _MODINFO_KEYS.findall(bytes(modinfo)):
-            info.append((_dec(k), _dec(v[1:])))
+        for entry in str(modinfo, "utf-8", "surrogateescape").split("\0"):
+            if entry.startswith(("alias", "softdep")):
+                tag, _eq, value = entry.partition("=")
+                if tag == "alias" or tag == "softdep":
+                    info.append((tag, value))
     buckets = array("H", [superfast_hash(n.encode()) & 2047 for n in exports]).tobytes()
     return ModuleData(exports, export_crcs, dep_names, dep_crcs, dep_weak, dotted, info, 0,
                       buckets)
