@@ -26,18 +26,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from _util import trees  # noqa: E402
+
 LKM = ROOT / ".venv" / "bin" / "lkm"
 KMOD = "/sbin/depmod"
-
-
-def trees() -> dict[str, tuple[Path, str]]:
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "test-fixtures.py")],
-                         capture_output=True, text=True, check=True).stdout
-    got = {}
-    for line in out.splitlines():
-        flavour, path, release = line.split()
-        got[flavour] = (Path(path), release)
-    return got
 
 
 _PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
