@@ -35,18 +35,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from lkm.errors import FormatError, IndexError_, InvalidAlias, LkmError
 from lkm.index import IndexBuilder, Layout
+from lkm.logprio import LOG_CRIT, LOG_ERR, LOG_INFO, LOG_WARNING
 from lkm.moddb import alias_normalize as _lookup_key
 from lkm.moddb import modname_from_path
 
 if TYPE_CHECKING:
     from lkm.module import ModuleFile
 
-LOG_CRIT = 2
-LOG_ERR = 3
-LOG_WARNING = 4
-LOG_NOTICE = 5
-LOG_INFO = 6
-LOG_DEBUG = 7
 
 PATH_MAX = 4096
 CFG_DIRS = ("/etc/depmod.d", "/run/depmod.d", "/usr/local/lib/depmod.d", "/lib/depmod.d")

@@ -14,17 +14,17 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
+from lkm.logprio import LOG_CRIT as LOG_CRIT  # the tools import them from here
+from lkm.logprio import LOG_DEBUG as LOG_DEBUG
+from lkm.logprio import LOG_ERR as LOG_ERR
+from lkm.logprio import LOG_INFO as LOG_INFO
+from lkm.logprio import LOG_NOTICE as LOG_NOTICE
+from lkm.logprio import LOG_WARNING as LOG_WARNING
+
 if TYPE_CHECKING:
     from lkm.kernel.backend import KernelBackend
     from lkm.modprobe import Modprobe
 
-# syslog priorities, as kmod uses them
-LOG_CRIT = 2
-LOG_ERR = 3
-LOG_WARNING = 4
-LOG_NOTICE = 5
-LOG_INFO = 6
-LOG_DEBUG = 7
 
 _PRIO_NAMES = {LOG_CRIT: "FATAL", LOG_ERR: "ERROR", LOG_WARNING: "WARNING",
                LOG_NOTICE: "NOTICE", LOG_INFO: "INFO", LOG_DEBUG: "DEBUG"}
