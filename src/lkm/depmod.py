@@ -580,24 +580,18 @@ def _resolve_crc(m: ModuleFile, tab: memoryview, i: int) -> int:
 
 
 def _exports(m: ModuleFile, want_crcs: bool) -> list[tuple[str, int]]:
-    """kmod_elf_get_symbols: ``__crc_<sym>`` symbols (CRC resolved), else the strings
-    of ``__ksymtab_strings`` (CRC 0)."""
-    elf = m.elf
-    try:
-        names = elf.symbol_names_with_prefix(b"__crc_")
-    except FormatError:
-        names = []
-    if names:
-        if not want_crcs:
-            return [(n[6:], 0) for n in names]
-        return _crc_exports(m)
-    try:
-        data = elf.section_bytes("__ksymtab_strings")
-    except FormatError:
-        return []
-    if data is None:
-        return []
-    return [(_dec(s), 0) for s in bytes(data).split(b"\0") if s]
+    """kmod_elf_get_symbols: ModuleFile.export_names_for_depmod (``__crc_<sym>`` symbols,
+    else the strings of ``__ksymtab_strings``), with the ``__crc_`` CRCs resolved when
+    wanted (CRC 0 otherwise)."""
+    names = m.export_names_for_depmod()
+    if want_crcs:
+        try:
+            crcs = _crc_exports(m)
+        except FormatError:
+            crcs = []
+        if crcs:
+            return crcs
+    return [(n, 0) for n in names]
 
 
 def _crc_exports(m: ModuleFile) -> list[tuple[str, int]]:
