@@ -168,7 +168,7 @@ class Btf:
         if type_off % 4 or type_len % 4:
             raise BtfError(f"BTF type section misaligned (offset {type_off:#x}, "
                            f"length {type_len:#x})")
-        if type_off < str_off + str_len and str_off < type_off + type_len:
+        if type_len and str_off + str_len > type_off and type_off + type_len > str_off:
             raise BtfError("BTF type and string sections overlap")
         strs = bytes(mv[hdr_len + str_off:hdr_len + str_off + str_len])
         if not strs or strs[0] != 0 or strs[-1] != 0:
