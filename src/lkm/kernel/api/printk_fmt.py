@@ -130,3 +130,9 @@ def vprintk_store(formatted: bytes, version: tuple[int, ...], *, caller_id: int 
               and last.text_len + reserve_size <= record_max)
     text, nl = printk_sprint(formatted, reserve_size)
     return Stored(append, level & 7, text, flags | nl, len(text))
+
+
+def msg_add_ext_text(text: bytes) -> str:
+    """A record's text as /dev/kmsg shows it: bytes below 0x20, from 0x7f up, and the
+    backslash as \\xNN (util-linux dmesg turns them back into the bytes when it prints)."""
+    return "".join(chr(c) if 0x20 <= c < 0x7F and c != 0x5C else f"\\x{c:02x}" for c in text)
