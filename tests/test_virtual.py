@@ -19,13 +19,9 @@ from pathlib import Path
 import pytest
 
 from conftest import LKM, Tree
+from lkm.kernel.kernfs import kernfs_name_hash, kernfs_order
 from lkm.kernel.profile import KernelProfile, load_cached
-from lkm.kernel.virtual import (
-    VirtualKernel,
-    VirtualKernelError,
-    kernfs_name_hash,
-    kernfs_order,
-)
+from lkm.kernel.virtual import VirtualKernel, VirtualKernelError
 
 
 @pytest.fixture(scope="module")

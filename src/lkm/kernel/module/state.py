@@ -277,22 +277,17 @@ class KernelState:
                 return m
         return None
 
-    # -- taints (kernel/panic.c add_taint) -------------------------------------------------
+    # -- taints (kernel/panic.c; the loader's rules are kernel/module/taint.py) -----------
     def test_taint(self, flag: int) -> bool:
         return bool(self.tainted >> flag & 1)
 
     def add_taint(self, flag: int, log: Printk, now_unreliable: bool = False) -> None:
-        """add_taint(): the first LOCKDEP_NOW_UNRELIABLE taint turns lock debugging off."""
+        """add_taint(): the first LOCKDEP_NOW_UNRELIABLE taint turns lock debugging off.
+        (The module loader taints through :mod:`lkm.kernel.module.taint`.)"""
         if now_unreliable and self.debug_locks:
             self.debug_locks = False
             log.warn("Disabling lock debugging due to kernel taint")
         self.tainted |= 1 << flag
-
-    def add_taint_module(self, mod: ModuleRef | Module, flag: int, log: Printk,
-                         now_unreliable: bool = False) -> None:
-        """add_taint_module(): taint the kernel and the module."""
-        self.add_taint(flag, log, now_unreliable)
-        mod.taints |= 1 << flag
 
     # -- memory ----------------------------------------------------------------------------
     def allocate(self, size: int) -> int:
