@@ -1,9 +1,11 @@
-"""kernel/loader.py and kernel/profile.py without QEMU.
+"""kernel/module/ (the loader) and kernel/profile.py without QEMU.
 
 The real-kernel comparisons are in test_fidelity.py; here: the profile against the
 headers and the tree, whole-tree loads (every CRC, signature and symbol of a sample
 of Debian's own modules must check out), parameters read from the ELF, the
-6.1/6.12 differences, delete_module, and hostile images (only KernelError, fast).
+6.1/6.12 differences, delete_module, hostile images (only KernelError, fast), the
+seam to module-code execution (the relocated image, the init/exit hooks), and the
+branches test_fidelity checks on QEMU, pinned.
 """
 
 from __future__ import annotations

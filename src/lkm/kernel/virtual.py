@@ -21,7 +21,6 @@ from lkm.errors import CompressionError, KernelError, LkmError
 from lkm.kernel import views
 from lkm.kernel.backend import KernelBackend
 from lkm.kernel.cmdline import apply_cmdline
-from lkm.kernel.module.main import delete_module, load_module
 from lkm.kernel.module.state import KernelState
 from lkm.kernel.printk import (
     KERN_INFO,
@@ -184,6 +183,8 @@ class VirtualKernel(KernelBackend):
         self._load_image(bytes(image), params, 0, None)
 
     def _load_image(self, data: bytes, params: str, flags: int, path: str | None) -> None:
+        from lkm.kernel.module.main import load_module  # not needed to read the views
+
         with self.store.transaction() as snap:
             k = snap.kernel
             if k.modules_disabled:
@@ -212,6 +213,8 @@ class VirtualKernel(KernelBackend):
             raise KernelError(errno.EINVAL, messages=log.lines) from None
 
     def delete_module(self, name: str, flags: int = O_NONBLOCK) -> None:
+        from lkm.kernel.module.main import delete_module
+
         with self.store.transaction() as snap:
             k = snap.kernel
             if k.modules_disabled:

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 from lkm.kernel.params import KernelParam
 from lkm.kernel.printk import Printk
 from lkm.kernel.profile import KernelProfile
+from lkm.kernel.uapi import PAGE_SIZE
 
 # enum module_state (include/linux/module.h)
 MODULE_STATE_LIVE = 0
@@ -29,7 +30,6 @@ MODULE_STATE_UNFORMED = 3
 
 MODULE_REF_BASE = 1  # kernel/module/main.c: the reference the module holds on itself
 MODULE_NAME_LEN = 56  # 64 - sizeof(unsigned long)
-PAGE_SIZE = 4096
 
 # where the virtual kernel places things (x86_64 with KASLR off)
 MODULES_VADDR = 0xFFFFFFFFC0000000
