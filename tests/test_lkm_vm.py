@@ -279,3 +279,54 @@ def test_panic(tree612: Tree) -> None:
         "panic", "the guest kernel panicked: sysrq triggered crash", "going\n",
         tree612.release)
     assert any("sysrq" in line.lower() or "RIP" in line for line in doc["console"])
+
+
+# --- lkm check --boot ------------------------------------------------------------------------
+
+@needs_qemu
+@pytest.mark.qemu
+@pytest.mark.trees
+def test_check_boot_agree(tree612: Tree, test_modules_612: dict[str, Path]) -> None:
+    """The virtual kernel and the real one agree: a test module, a signed tree module, an
+    init returning 1 (told to the virtual kernel with --init)."""
+    r = subprocess.run([LKM, "check", "--boot", "--kernel", str(tree612.root),
+                        "./lkm_params.ko", "dummy", "./lkm_init_positive.ko",
+                        "--init", "lkm_init_positive=1"], capture_output=True, text=True,
+                       cwd=test_modules_612["lkm_params"].parent, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.splitlines() == [
+        "  lkm_params: virtual: loads, taints OE; real: loads, taints OE",
+        "    = lkm_params: loading out-of-tree module taints kernel.",
+        "    = lkm_params: module verification failed: signature and/or required key missing"
+        " - tainting kernel",
+        "  dummy: virtual: loads; real: loads",
+        "  lkm_init_positive: virtual: loads, taints OE; real: loads, taints OE",
+        "    = do_init_module: 'lkm_init_positive'->init suspiciously returned 1, it should"
+        " follow 0/-E convention",
+        "    = do_init_module: loading module anyway...",
+        "    (the real kernel also dumped a stack)",
+        "kernel: virtual: Tainted: G           OE      (12288); real: Tainted: G           OE"
+        "      (12288)",
+        "3 loads, the kernels disagree on 0"]
+
+
+@needs_qemu
+@pytest.mark.qemu
+@pytest.mark.trees
+def test_check_boot_disagree(tree61: Tree, test_modules_61: dict[str, Path]) -> None:
+    """--init forces a wrong virtual result for one module: marked, exit status 1; an init
+    failing on both sides agrees (but fails: exit status 1 too)."""
+    r = subprocess.run([LKM, "check", "--boot", "--json", "--kernel", str(tree61.root),
+                        str(test_modules_61["lkm_params"]), str(test_modules_61["lkm_init_fail"]),
+                        "--init", "lkm_params=-12", "--init", "lkm_init_fail=-12"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 1, r.stderr
+    params, init_fail = json.loads(r.stdout)
+    assert (params["module"], params["agree"], params["differences"]) == (
+        "lkm_params", False, ["result", "errno"])
+    assert (params["virtual"]["loaded"], params["virtual"]["errno"]) == (False, "ENOMEM")
+    assert (params["real"]["loaded"], params["real"]["errno"], params["real"]["taint"]) == (
+        True, None, "OE")
+    assert params["real"]["messages"] == params["virtual"]["messages"]
+    assert (init_fail["agree"], init_fail["real"]["errno"], init_fail["virtual"]["errno"]) == (
+        True, "ENOMEM", "ENOMEM")
