@@ -57,6 +57,7 @@ PANIC = "Kernel panic - not syncing"
 KVM_GET_API_VERSION = 0xAE00  # include/uapi/linux/kvm.h
 KVM_CREATE_VM = 0xAE01
 KVM_API_VERSION = 12
+PR_SET_PDEATHSIG = 1  # include/uapi/linux/prctl.h
 XEN_ELFNOTE_PHYS32_ENTRY = 18  # include/xen/interface/elfnote.h: the PVH entry point
 
 
@@ -502,6 +503,15 @@ def run(kernel: BootKernel, argv: Sequence[str], *, script: Path | None = None,
         return boot("tcg")
 
 
+def _die_with_parent() -> None:
+    """In QEMU's process before exec: killed when lkm ends, however it ends."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def _boot(cmd: list[str], tmp: Path, job: Path, timeout: float, boot_timeout: float
           ) -> list[str]:
     """Run QEMU to its end; the guest's marks (QemuFailed, VmPanic, VmError when the
@@ -509,7 +519,8 @@ def _boot(cmd: list[str], tmp: Path, job: Path, timeout: float, boot_timeout: fl
     for name in ("console", "control"):
         (tmp / name).write_bytes(b"")
     with open(tmp / "qemu.log", "wb") as qlog:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=qlog, stderr=qlog)
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=qlog, stderr=qlog,
+                                preexec_fn=_die_with_parent)
     try:
         marks = _wait(proc, tmp, job, timeout, boot_timeout)
     finally:

@@ -70,6 +70,7 @@ def main(prog: str, argv: list[str]) -> int:
     if a.timeout <= 0:
         ap.error("--timeout: a positive number of seconds")
 
+    import signal
     from pathlib import Path
 
     from lkm import vm
@@ -93,6 +94,8 @@ def main(prog: str, argv: list[str]) -> int:
             sys.stderr.write(f"lkm {prog}: ERROR: {e}\n")
         return EXIT_TIMEOUT if isinstance(e, vm.VmTimeout) else EXIT_FAILED
 
+    # a TERM ends lkm through its clean-ups: the guest stopped, its files removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
         spec = str(fetch(a.fetch)) if a.fetch is not None else a.kernel
         kernel = vm.find_kernel(spec)
