@@ -95,9 +95,9 @@ def test_command_script(tmp_path: Path) -> None:
     out = subprocess.run(["sh", str(script)], capture_output=True, text=True, cwd="/",
                          check=True)
     assert out.stdout == f"a b|it's|$HOME|*|{tmp_path}|/var/tmp|1|"
-    script.write_text(command_script(["true"], str(tmp_path / "gone"), env))
+    script.write_text(command_script(["true"], str(tmp_path / "gone \"$x"), env))
     out = subprocess.run(["sh", str(script)], capture_output=True, text=True, check=True)
-    assert out.stderr == f"lkm vm: cannot enter {tmp_path / 'gone'} in the guest: running in /\n"
+    assert out.stderr == f"lkm vm: cannot enter {tmp_path}/gone \"$x in the guest: running in /\n"
 
 
 def test_pvh_note() -> None:

@@ -2,17 +2,18 @@
 
 ``run(find_kernel(TREE), ["insmod", "./foo.ko"])`` boots the tree's kernel with an
 initramfs (lkm.initramfs) of a static busybox, an /init and the tree's own 9p/virtio
-modules.  The guest's /init mounts
-the host's root file system read-only over virtio-9p and chroots into it, so that a
-host path names the same file inside the guest and the host's programs (kmod's tools,
-lkm, python) run as they are.  Inside the chroot:
+modules.  The guest's /init mounts the host's root file system read-only over
+virtio-9p and chroots into it, so that a host path names the same file inside the
+guest and the host's programs (kmod's tools, lkm, python) run as they are.  Inside
+the chroot:
 
 - /lib/modules holds only ``<release>``: the tree's module directory, with depmod's
   indexes (built by lkm's depmod, next to lkm's kernel profiles, when the tree has
   none: see :func:`_indexed_module_dir`), so ``modprobe NAME`` works at once;
 - /proc, /sys, /dev (with /dev/shm and /dev/pts) are the guest's;
 - /var/tmp (``$TMPDIR``), /run and /dev/shm are guest tmpfs: the writable scratch.
-  Everything else is the host's, read-only: nothing the command does reaches the host.
+  Everything else is the host's, read-only (/tmp and /etc/modprobe.d too): nothing
+  the command does reaches the host.
 
 The command runs as root under the host's /bin/sh with the host's working directory,
 stdin /dev/null, its stdout and stderr collected apart.  The result also holds the
@@ -237,9 +238,8 @@ def command_script(argv: Sequence[str], cwd: str, env: Mapping[str, str],
     arguments)."""
     lines = [f"export {k}={shlex.quote(v)}" for k, v in env.items()
              if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k)]
-    q = shlex.quote(cwd)
-    lines.append(f"cd -- {q} 2>/dev/null || {{ echo \"lkm vm: cannot enter {cwd!s} in the "
-                 "guest: running in /\" >&2; cd /; }")
+    why = shlex.quote(f"lkm vm: cannot enter {cwd} in the guest: running in /")
+    lines.append(f"cd -- {shlex.quote(cwd)} 2>/dev/null || {{ echo {why} >&2; cd /; }}")
     words = " ".join(shlex.quote(a) for a in argv)
     if script:
         lines.append(f"exec /bin/sh /run/lkm-vm/script {words}".rstrip())

@@ -106,15 +106,20 @@ def main(prog: str, argv: list[str]) -> int:
                      cmdline=a.cmdline, memory=a.memory, timeout=a.timeout, accel=a.accel)
     except LkmError as e:
         return fail(e, kernel.release)
-    if a.json:
-        sys.stdout.write(json.dumps(res.to_json(), indent=2) + "\n")
-        return res.status
+    from lkm.cli._common import die_of_sigpipe
     from lkm.kernel.printk import format_dmesg
 
-    sys.stdout.buffer.write(res.stdout)
-    sys.stdout.flush()
-    sys.stderr.buffer.write(res.stderr)
-    sys.stderr.flush()
-    if a.dmesg:
-        sys.stdout.write("".join(f"{format_dmesg(r)}\n" for r in res.log))
+    try:
+        if a.json:
+            sys.stdout.write(json.dumps(res.to_json(), indent=2) + "\n")
+            return res.status
+        sys.stdout.buffer.write(res.stdout)
+        sys.stdout.flush()
+        sys.stderr.buffer.write(res.stderr)
+        sys.stderr.flush()
+        if a.dmesg:
+            sys.stdout.write("".join(f"{format_dmesg(r)}\n" for r in res.log))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        die_of_sigpipe()
     return res.status
