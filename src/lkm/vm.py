@@ -327,7 +327,7 @@ class VmResult:
     accel: str  # "kvm" or "tcg"
     cmdline: str
     console: str = ""
-    boot_seconds: float = 0.0  # guest uptime when the command started
+    boot_seconds: float = 0.0  # host seconds from QEMU's start to the command's
     seconds: float = 0.0  # host wall-clock time of the whole run
     command: list[str] = field(default_factory=list)
 
@@ -412,9 +412,9 @@ def _marks(control: Path) -> list[str]:
 
 
 def _wait(proc: subprocess.Popen[bytes], tmp: Path, job: Path, timeout: float,
-          boot_timeout: float) -> list[str]:
+          boot_timeout: float) -> tuple[list[str], float]:
     """Wait for QEMU to end; stop it at the boot limit or ``timeout`` s after the command
-    started.  Returns the guest's marks."""
+    started.  Returns the guest's marks and the seconds QEMU took to reach the command."""
     begin = time.monotonic()
     started = 0.0
     done = 0.0
@@ -428,7 +428,7 @@ def _wait(proc: subprocess.Popen[bytes], tmp: Path, job: Path, timeout: float,
         if not done and "DONE" in marks:
             done = now
         if proc.returncode is not None:
-            return marks
+            return marks, started and started - begin
         why = ""
         if not started and now - begin > boot_timeout:
             why = f"the kernel did not reach the command within {boot_timeout:g} s"
@@ -437,7 +437,7 @@ def _wait(proc: subprocess.Popen[bytes], tmp: Path, job: Path, timeout: float,
         elif done and now - done > 30:  # poweroff did not end QEMU: the results are in
             proc.kill()
             proc.wait()
-            return marks
+            return marks, started - begin
         if why:
             proc.kill()
             proc.wait()
@@ -512,17 +512,16 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _boot(cmd: list[str], tmp: Path, job: Path, timeout: float, boot_timeout: float
-          ) -> list[str]:
-    """Run QEMU to its end; the guest's marks (QemuFailed, VmPanic, VmError when the
-    command did not end)."""
+def _boot(cmd: list[str], tmp: Path, job: Path, timeout: float, boot_timeout: float) -> float:
+    """Run QEMU to its end; the seconds it took to reach the command (QemuFailed, VmPanic,
+    VmError when the command did not end)."""
     for name in ("console", "control"):
         (tmp / name).write_bytes(b"")
     with open(tmp / "qemu.log", "wb") as qlog:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=qlog, stderr=qlog,
                                 preexec_fn=_die_with_parent)
     try:
-        marks = _wait(proc, tmp, job, timeout, boot_timeout)
+        marks, boot = _wait(proc, tmp, job, timeout, boot_timeout)
     finally:
         if proc.poll() is None:  # interrupted: never leave a guest running
             proc.kill()
@@ -530,23 +529,21 @@ def _boot(cmd: list[str], tmp: Path, job: Path, timeout: float, boot_timeout: fl
     if "DONE" not in marks:
         console = _read(tmp / "console").decode("utf-8", "replace").replace("\r\n", "\n")
         _failed(marks, console, _read(tmp / "qemu.log"), proc.returncode, job)
-    return marks
+    return boot
 
 
-def _result(marks: list[str], job: Path, kernel: BootKernel, accel: str, cmdline: str,
+def _result(boot: float, job: Path, kernel: BootKernel, accel: str, cmdline: str,
             console: bytes, begin: float, argv: Sequence[str]) -> VmResult:
     """What the guest left in the job directory."""
     def text(name: str) -> str:
         return _read(job / name).decode("utf-8", "replace")
 
     log = new_records(parse_raw_log(text("dmesg.before")), parse_raw_log(text("dmesg.after")))
-    boot = next((m.split()[1] for m in marks if m.startswith("START ")), "0")
     return VmResult(int(text("status") or "255"), _read(job / "stdout"), _read(job / "stderr"),
                     log, int(text("tainted") or "0"), parse_proc_modules(text("modules")),
                     kernel.release, accel, cmdline,
                     console.decode("utf-8", "replace").replace("\r\n", "\n"),
-                    float(boot) if re.fullmatch(r"[0-9.]+", boot) else 0.0,
-                    time.monotonic() - begin, list(argv))
+                    boot, time.monotonic() - begin, list(argv))
 
 
 def _failed(marks: list[str], console: str, qemu_log: bytes, rc: int | None, job: Path) -> None:
