@@ -23,6 +23,7 @@ from conftest import KMOD, LKM, Tree
 from lkm import depmod as dm
 from lkm.elf import ElfFile
 from lkm.index import Index
+from lkm.logprio import LOG_WARNING
 
 OUTPUTS = dm.OUTPUTS
 
@@ -794,3 +795,30 @@ def test_library_messages_and_cycles_api(mini61: Path, tmp_path: Path) -> None:
     assert ei.value.count >= 2 and ei.value.cycles
     assert any(msg.startswith("Cycle detected: ") for _p, msg in d.messages)
     shutil.rmtree(root)
+
+
+def test_run_api(mini61: Path, tmp_path: Path) -> None:
+    """lkm.depmod.run: kmod's files, -A's early return, -n into a stream, and the errors
+    with kmod's text (messages collected when no log callback is given)."""
+    import io
+
+    release = _release(mini61)
+    root = _cp_al(mini61, tmp_path / "root")
+    moddir = root / "lib/modules" / release
+    for name in OUTPUTS:
+        (moddir / name).unlink(missing_ok=True)
+    d = dm.run(str(moddir), release, config_paths=[], jobs=2)
+    assert d is not None and d.messages == [] and len(d.modules) > 100
+    assert _outputs(moddir) == _outputs(mini61 / "lib/modules" / release)
+    assert dm.run(str(moddir), release, config_paths=[], quick=True) is None
+    shown = io.BytesIO()
+    assert dm.run(str(moddir), release, config_paths=[], show=shown) is not None
+    assert shown.getvalue() == b"".join((moddir / n).read_bytes() for n in dm.TEXT_OUTPUTS)
+    with pytest.raises(dm.DepmodError, match=r"^could not search modules: No such file"):
+        dm.run(str(tmp_path / "missing"), release, config_paths=[])
+    with pytest.raises(dm.DepmodError, match=r"^could not load /nonexistent: No such file"):
+        dm.run(str(moddir), release, symvers="/nonexistent")
+    logged: list[tuple[int, str]] = []
+    dm.run(str(moddir), release, config_paths=[], print_unknown=True,
+           log=lambda prio, msg: logged.append((prio, msg)))
+    assert logged == [(LOG_WARNING, "-e needs -E or -F\n")]

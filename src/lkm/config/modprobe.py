@@ -64,7 +64,6 @@ def _rest(s: str, pos: int) -> str | None:
     return s[pos:] if pos < len(s) else None
 
 
-_CSPACE = " \t\n\v\f\r"
 _WILDCARDS = frozenset("*?[")
 
 
