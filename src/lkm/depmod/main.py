@@ -10,11 +10,20 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import BinaryIO
 
 from lkm.config.depmod import DepmodConfig, LogFn
-from lkm.depmod import order, output, resolve, search, write
 from lkm.depmod.errors import DepmodError
+from lkm.depmod.order import build_array as _build_array
+from lkm.depmod.output import dep_lines as _dep_lines
+from lkm.depmod.output import output as _output
+from lkm.depmod.output import show_text as _show_text
 from lkm.depmod.parallel import read_all
+from lkm.depmod.resolve import load_symvers as _load_symvers
+from lkm.depmod.resolve import load_system_map as _load_system_map
+from lkm.depmod.resolve import resolve as _resolve
+from lkm.depmod.search import add_paths as _add_paths
+from lkm.depmod.search import search as _search
 from lkm.depmod.state import DepmodState
 from lkm.depmod.uptodate import depfile_up_to_date
+from lkm.depmod.write import write as _write
 from lkm.index import Layout
 from lkm.logprio import LOG_CRIT, LOG_WARNING
 
@@ -30,24 +39,24 @@ class Depmod(DepmodState):
 
     def load_symvers(self, filename: str) -> None:
         """Add vmlinux's symbols and CRCs from a Module.symvers (OSError if unreadable)."""
-        resolve.load_symvers(self, filename)
+        _load_symvers(self, filename)
 
     def load_system_map(self, filename: str) -> None:
         """Add vmlinux's exports from a System.map (OSError if unreadable)."""
-        resolve.load_system_map(self, filename)
+        _load_system_map(self, filename)
 
     def search(self) -> None:
         """Find the modules of the module directory and of the ``external`` directories
         (DepmodError if the module directory cannot be read)."""
-        search.search(self)
+        _search(self)
 
     def add_paths(self, paths: Iterable[str]) -> None:
         """Use exactly these module files (absolute paths), as ``depmod VERSION FILE...``."""
-        search.add_paths(self, paths)
+        _add_paths(self, paths)
 
     def build_array(self) -> None:
         """Number the modules: modules.order first, then libkmod's hash-table order."""
-        order.build_array(self)
+        _build_array(self)
 
     def load(self) -> None:
         """Read every module, resolve symbols and dependencies, sort topologically.
@@ -63,25 +72,25 @@ class Depmod(DepmodState):
             got = read_all([m.path for m in found], detail, self.jobs, self.build_array, skip)
             by_mod = {id(m): r for m, r in zip(found, got, strict=True)}
             results = [by_mod[id(m)] for m in self.modules]
-        resolve.resolve(self, results)
+        _resolve(self, results)
 
     def dep_lines(self) -> list[str]:
         """modules.dep lines (without newline), in module order."""
-        return output.dep_lines(self)
+        return _dep_lines(self)
 
     def output(self, name: str, layout: Layout = "postorder") -> bytes:
         """The content of output file ``name`` (one of :data:`OUTPUTS`)."""
-        return output.output(self, name, layout)
+        return _output(self, name, layout)
 
     def show_text(self) -> Iterator[bytes]:
         """What ``depmod -n`` prints: the text outputs in kmod's order."""
-        return output.show_text(self)
+        return _show_text(self)
 
     def write(self, outdir: str | None = None, layout: Layout = "postorder",
               create: bool = False) -> None:
         """Write every output into ``outdir`` (default: the module directory, created
         first if ``create``), each renamed in place once complete."""
-        write.write(self, outdir, layout, create)
+        _write(self, outdir, layout, create)
 
 
 def load_config(kversion: str, paths: Sequence[str] | None, log: LogFn) -> DepmodConfig:
