@@ -70,12 +70,7 @@ def prepare_module_dir(profile: KernelProfile, dest_root: str | os.PathLike[str]
             log(prio, msg)
 
     try:
-        d = dm.Depmod(str(out), profile.release, log=quiet)
-        d.cfg = dm.load_config(profile.release, None, quiet)
-        d.search()
-        d.build_array()
-        d.load()
-        d.write(str(out))
+        dm.run(str(out), profile.release, log=quiet)
     except (LkmError, OSError) as e:
         raise VirtualKernelError(f"depmod of {src} failed: {e}") from e
     return str(out)
