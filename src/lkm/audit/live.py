@@ -131,7 +131,22 @@ def posture(kernel: KernelBackend, keyring: Keyring | None = None,
     _cross_view(kernel, p)
     _signatures(kernel, p, keyring, moddir)
     p.findings += _setting_findings(kernel, p)
+    p.findings = merge(p.findings)
     return p
+
+
+def merge(findings: list[Finding]) -> list[Finding]:
+    """One finding per id, its evidence gathered in order."""
+    by_id: dict[str, Finding] = {}
+    for f in findings:
+        got = by_id.get(f.id)
+        if got is None:
+            by_id[f.id] = f
+        else:
+            detail = got.detail if f.detail in ("", got.detail) else \
+                "; ".join(d for d in (got.detail, f.detail) if d)
+            by_id[f.id] = finding(f.id, *got.evidence, *f.evidence, detail=detail)
+    return list(by_id.values())
 
 
 def _cross_view(kernel: KernelBackend, p: Posture) -> None:
@@ -160,8 +175,8 @@ def _cross_view(kernel: KernelBackend, p: Posture) -> None:
             if v not in seen and (v != "/proc/kallsyms" or syms is not None)), name)
         if st.in_sysfs and not st.in_proc:
             state = _read(kernel, f"/sys/module/{name}/initstate")
-            p.findings.append(finding("live.hidden_proc_modules", ev,
-                                      detail=f"initstate {state}"))
+            p.findings.append(finding("live.hidden_proc_modules", Evidence(
+                f"{ev.text} (/sys/module/{name}/initstate: {state})", name)))
         elif st.in_proc and not st.in_sysfs:
             p.findings.append(finding("live.hidden_sysfs", ev))
         elif not st.in_proc and not st.in_sysfs:
@@ -188,6 +203,10 @@ def _signatures(kernel: KernelBackend, p: Posture, keyring: Keyring | None,
                 p.findings.append(finding("live.no_file", Evidence(
                     f"{st.name}: no file in {where} (loaded from elsewhere, or renamed)",
                     st.name)))
+            if "E" in st.taint:
+                p.findings.append(finding("live.signature", Evidence(
+                    f"{st.name}: taint E: the kernel found it unsigned or signed with a key "
+                    "it does not trust", st.name)))
             continue
         st.file = entry.path
         v = verify_file(entry.path, ring)

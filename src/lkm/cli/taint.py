@@ -48,10 +48,17 @@ def _module_taints() -> tuple[int, str, dict[str, str]]:
     except OSError:
         names = []
     mods = {}
-    for name in names:
+    for name in sorted(names):  # kernel-chktaint: `ls /sys/module`
         t = kernel.taint(name)
         if t:
             mods[name] = t
+    try:  # and those /sys/module lacks (a module that deleted its kobject)
+        listed = kernel.modules()
+    except OSError:
+        listed = []
+    for m in sorted(listed, key=lambda m: m.name):
+        if m.taint and m.name not in names:
+            mods[m.name] = m.taint
     return mask, kernel.release(), mods
 
 
