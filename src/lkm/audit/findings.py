@@ -209,7 +209,8 @@ class ModuleReport:
         if self.signature is not None:
             s = self.signature
             sig = s.status + (f" by {s.signer}" if s.signer else "")
-            head.append(f"signature {sig}" + ("" if s.keys_known else " (kernel keys unknown)"))
+            unknown = not s.keys_known and s.status != "unsigned"
+            head.append(f"signature {sig}" + (" (kernel keys unknown)" if unknown else ""))
         out = [f"{self.path}: {', '.join(head) if head else 'audited'}\n"]
         for f in sorted(self.findings, key=lambda f: (-f.severity, f.id)):
             detail = f": {f.detail}" if f.detail else ""

@@ -246,6 +246,11 @@ def _setting_findings(kernel: KernelBackend, p: Posture) -> list[Finding]:
     if path and isinstance(kernel, LiveKernel):
         s["modprobe_status"], f = modprobe_check(path)
         out += f
+        try:  # root may point the kernel elsewhere (CONFIG_STATIC_USERMODEHELPER aside)
+            st = os.stat("/proc/sys/kernel/modprobe")
+            s["modprobe_sysctl"] = f"{stat.filemode(st.st_mode)} uid {st.st_uid}"
+        except OSError:
+            pass
     return out
 
 

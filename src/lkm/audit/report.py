@@ -9,6 +9,7 @@ pickled but the reports).
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,9 @@ class Auditor:
                 return self._audit(p, mod)
             except LkmError as e:
                 return ModuleReport(p, modname_from_path(p), error=str(e))
+            except (ValueError, IndexError, KeyError, struct.error) as e:
+                # offsets of a malformed file the readers let through: a finding-free report
+                return ModuleReport(p, modname_from_path(p), error=f"malformed module: {e!r}")
 
     def _audit(self, path: str, mod: Any) -> ModuleReport:
         elf = mod.elf

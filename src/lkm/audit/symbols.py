@@ -155,8 +155,8 @@ def kprobe_targets(elf: ElfFile, btf: Btf) -> list[tuple[str, str, int, str]]:
             obj = fields.get((sec.index, rel.offset))
             if obj is None or rel.type != R_X86_64_64:
                 continue
-            target = symbols[rel.symbol]
             try:
+                target = symbols[rel.symbol]
                 name = _cstring(elf, target.shndx, target.value + rel.addend)
             except (ValueError, IndexError):
                 continue

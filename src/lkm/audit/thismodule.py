@@ -102,6 +102,7 @@ def relocations_against(elf: ElfFile, symbols: set[int], types: tuple[int, ...],
     keys = [struct.pack("<Q", s << 32 | t) for s in symbols for t in types]
     for sec in elf.sections:
         if sec.type != SHT_RELA or not sec.size or sec.size % 24 or \
+                not 0 < sec.info < elf.e_shnum or \
                 (targets is not None and sec.info not in targets):
             continue
         if content is not None and sec.offset + sec.size <= len(content):
