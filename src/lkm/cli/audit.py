@@ -136,7 +136,7 @@ def _files(prog: str, a: argparse.Namespace) -> int:
     worst = 0
     errors = 0
     for r in audit_files(files, profile, moddir if profile is not None else None,
-                         verdicts=not a.no_load, jobs=a.jobs, progress=_progress(prog)):
+                         verdicts=not a.no_load, jobs=a.jobs, progress=_progress(f"lkm {prog}")):
         errors += r.error is not None
         counts.update(f.id for f in r.findings)
         worst = max(worst, int(r.worst or 0))
