@@ -708,7 +708,8 @@ def sizes_fidelity(tree: Any, workdir: Path) -> tuple[int, int, list[str]]:
     sys.path.insert(0, str(HERE))
     from lkm.compress import read_module
     from lkm.errors import KernelError
-    from lkm.kernel.loader import KernelState, load_module
+    from lkm.kernel.module.main import load_module
+    from lkm.kernel.module.state import KernelState
     from lkm.kernel.profile import load_cached
     from lkm.kernel.virtual import proc_modules_line
     from lkm.moddb import ModuleDir

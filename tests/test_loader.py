@@ -9,7 +9,9 @@ of Debian's own modules must check out), parameters read from the ELF, the
 from __future__ import annotations
 
 import errno
+import itertools
 import random
+import signal
 import struct
 import time
 from pathlib import Path
@@ -18,18 +20,20 @@ import pytest
 
 from conftest import Tree
 from lkm.compress import read_module
-from lkm.errors import KernelError
+from lkm.errors import KernelError, ProcessKilled
 from lkm.kernel import taint as T
-from lkm.kernel.loader import (
-    MODULE_INIT_IGNORE_VERMAGIC,
-    O_NONBLOCK,
-    O_TRUNC,
+from lkm.kernel.module.main import delete_module, load_module
+from lkm.kernel.module.state import (
+    MODULE_STATE_COMING,
+    MODULE_STATE_GOING,
     KernelState,
-    delete_module,
-    load_module,
+    Module,
+    ModuleMemory,
 )
 from lkm.kernel.params import param_get
 from lkm.kernel.profile import KernelProfile, from_headers, load_cached
+from lkm.kernel.uapi import MODULE_INIT_IGNORE_VERMAGIC, O_NONBLOCK, O_TRUNC
+from lkm.kernel.virtual import proc_modules_line
 from lkm.moddb import ModuleDir
 
 
@@ -270,3 +274,152 @@ def test_hostile_images(tree: Tree, test_modules: dict[str, Path],
         outcomes[key] = outcomes.get(key, 0) + 1
     assert worst < 2.0
     assert outcomes.get("ENOEXEC", 0) > 50
+
+
+# -- the seam to module-code execution (the relocated image and the init/exit hooks) ----------
+
+def _read(mem: ModuleMemory, addr: int, n: int) -> bytes:
+    r = mem.region_at(addr)
+    assert r is not None, hex(addr)
+    return bytes(r.data[addr - r.base:addr - r.base + n])
+
+
+class _Recording(KernelState):
+    """A state whose hooks record what the loader asks of them."""
+
+    def __init__(self, profile: KernelProfile) -> None:
+        super().__init__(profile)
+        self.asked: list[str] = []
+        self.inits: list[str] = []
+        self.exits: list[str] = []
+        self.init_ret: dict[str, int | ProcessKilled] = {}
+        self.exit_kill: set[str] = set()
+
+    def symbol_address(self, name: str) -> int:
+        self.asked.append(name)
+        return 0xFFFFFFFF82000000 + 0x40 * len(self.asked)
+
+    def run_init(self, mod: Module) -> int:
+        self.inits.append(mod.name)
+        assert mod.state == MODULE_STATE_COMING and mod.memory is not None
+        r = self.init_ret.get(mod.name, 0)
+        if isinstance(r, ProcessKilled):
+            raise r
+        return r
+
+    def run_exit(self, mod: Module) -> None:
+        self.exits.append(mod.name)
+        assert mod.state == MODULE_STATE_GOING
+        if mod.name in self.exit_kill:
+            raise ProcessKilled(signal.SIGSEGV)
+
+
+def test_module_memory(tree: Tree, test_modules: dict[str, Path],
+                       profiles: dict[str, KernelProfile]) -> None:
+    """The relocated image is kept: regions by memory type with STRICT_MODULE_RWX
+    permissions, the sections copied in, struct module's pointers, the module's symbols."""
+    k = _Recording(profiles[tree.flavour])
+    mod = load_module(k, test_modules["lkm_params"].read_bytes()).module
+    mem = mod.memory
+    assert mem is not None
+    kinds = {r.kind: r.perm for r in mem.regions}
+    assert kinds["text"] == "rx" and kinds["data"] == "rw" and kinds["rodata"] == "r"
+    assert not any(kind.startswith("init") for kind in kinds)  # freed after init
+    for r in mem.regions:
+        assert r.base % 4096 == 0 and r.size % 4096 == 0 and len(r.data) == r.size
+    if tree.flavour == "6.1":  # one core allocation split at the permission boundaries
+        core = sorted(mem.regions, key=lambda r: r.base)
+        assert core[0].base == mod.base and all(
+            a.end == b.base for a, b in itertools.pairwise(core))
+        assert sum(r.size for r in core) == mod.core_size
+    else:  # 6.4+: one allocation per struct module_memory type
+        assert mem.region_at(mod.base) is not None and mem.region_at(mod.base).kind == "text"
+        assert sum(r.size for r in mem.regions) == mod.core_size
+    # __this_module: the name at offset 24, the init/exit pointers relocated into it
+    assert mem.this_module == dict(mod.sections)[".gnu.linkonce.this_module"]
+    assert _read(mem, mem.this_module + 24, 11) == b"lkm_params\0"
+    this = _read(mem, mem.this_module, profiles[tree.flavour].this_module_size or 896)
+    init_sym, exit_sym = mem.symbol("init_module"), mem.symbol("cleanup_module")
+    assert init_sym is not None and exit_sym is not None
+    assert mem.init == init_sym.addr and mem.exit == exit_sym.addr
+    assert struct.pack("<Q", mem.init) in this and struct.pack("<Q", mem.exit) in this
+    assert mem.region_at(mem.exit) is not None and mem.region_at(mem.exit).kind == "text"
+    # __param entries: mod -> __this_module, ops -> the hook's address of param_ops_*
+    param = mem.sections["__param"]
+    entries = [_read(mem, param + 40 * i, 40) for i in range(len(mod.params))]
+    assert {struct.unpack_from("<Q", e, 8)[0] for e in entries} == {mem.this_module}
+    ops = {struct.unpack_from("<Q", e, 16)[0] for e in entries}
+    assert ops == {0xFFFFFFFF82000000 + 0x40 * (i + 1) for i, n in enumerate(k.asked)
+                   if n.startswith("param_ops_") or n == "param_array_ops"}
+    assert {"lkm_params_value", "lkm_params_gpl_value", "p_int"} <= {s.name for s in mem.symbols}
+    # the default hook: a fixed address in the kernel's text per name
+    plain = KernelState(profiles[tree.flavour])
+    assert plain.symbol_address("jiffies") == plain.symbol_address("jiffies")
+    assert 0xFFFFFFFF80000000 <= plain.symbol_address("printk") < 0xFFFFFFFFC0000000
+
+
+def test_exports_resolve_to_the_exporter(tree: Tree, test_modules: dict[str, Path],
+                                         profiles: dict[str, KernelProfile]) -> None:
+    """A module's undefined symbols exported by a loaded module get the exporter's
+    address, not the kernel hook's."""
+    k = _Recording(profiles[tree.flavour])
+    params = load_module(k, test_modules["lkm_params"].read_bytes()).module
+    k.asked.clear()
+    user = load_module(k, test_modules["lkm_user"].read_bytes()).module
+    assert "lkm_params_value" not in k.asked and "lkm_params_gpl_value" not in k.asked
+    assert params.memory is not None and user.memory is not None
+    target = params.memory.symbol("lkm_params_value")
+    assert target is not None and params.memory.region_at(target.addr) is not None
+
+
+def test_init_exit_hooks(tree: Tree, test_modules: dict[str, Path],
+                         profiles: dict[str, KernelProfile]) -> None:
+    k = _Recording(profiles[tree.flavour])
+    k.init_ret["lkm_params"] = -errno.EIO
+    with pytest.raises(KernelError) as ei:
+        load_module(k, test_modules["lkm_params"].read_bytes())
+    assert ei.value.errno == errno.EIO and k.modules == [] and k.inits == ["lkm_params"]
+    del k.init_ret["lkm_params"]
+    load_module(k, test_modules["lkm_params"].read_bytes())
+    load_module(k, test_modules["lkm_noexit"].read_bytes())
+    delete_module(k, "lkm_params")
+    assert k.exits == ["lkm_params"]
+    delete_module(k, "lkm_noexit", O_NONBLOCK | O_TRUNC)  # forced: no exit to call
+    assert k.exits == ["lkm_params"] and k.modules == []
+
+
+def test_oops_in_init_leaves_module_coming(tree: Tree, test_modules: dict[str, Path],
+                                           profiles: dict[str, KernelProfile]) -> None:
+    """An init that kills the process: the module stays COMING ("Loading") with the init
+    reference held, and cannot be removed; the log lines ride on the exception."""
+    k = _Recording(profiles[tree.flavour])
+    k.init_ret["lkm_params"] = ProcessKilled(signal.SIGSEGV)
+    with pytest.raises(ProcessKilled) as ei:
+        load_module(k, test_modules["lkm_params"].read_bytes())
+    assert ei.value.signal == signal.SIGSEGV
+    assert any("taints kernel" in m for m in ei.value.messages)
+    mod = k.find_module("lkm_params")
+    assert mod is not None and mod.state == MODULE_STATE_COMING and mod.refcount() == 1
+    line = proc_modules_line(mod).split()
+    assert line[2] == "1" and line[4] == "Loading" and line[6] == "(OE+)"
+    with pytest.raises(KernelError) as e2:
+        delete_module(k, "lkm_params")
+    assert e2.value.errno == errno.EBUSY
+    with pytest.raises(KernelError) as e2:  # the kernel waits for it forever; we say EBUSY
+        load_module(k, test_modules["lkm_params"].read_bytes())
+    assert e2.value.errno == errno.EBUSY
+
+
+def test_oops_in_exit_leaves_module_going(tree: Tree, test_modules: dict[str, Path],
+                                          profiles: dict[str, KernelProfile]) -> None:
+    """An exit that kills rmmod: the module stays GOING ("Unloading"), its base reference
+    dropped (refcount -1, as /proc/modules shows a module stuck in unload)."""
+    k = _Recording(profiles[tree.flavour])
+    load_module(k, test_modules["lkm_params"].read_bytes())
+    k.exit_kill.add("lkm_params")
+    with pytest.raises(ProcessKilled):
+        delete_module(k, "lkm_params")
+    mod = k.find_module("lkm_params")
+    assert mod is not None and mod.state == MODULE_STATE_GOING
+    line = proc_modules_line(mod).split()
+    assert line[2] == "-1" and line[4] == "Unloading" and line[6] == "(OE-)"

@@ -45,8 +45,8 @@ def main(prog: str, argv: list[str]) -> int:
 
     from lkm.errors import LkmError
     from lkm.kernel.check import Checker, module_dir_for
-    from lkm.kernel.loader import MODULE_INIT_IGNORE_MODVERSIONS, MODULE_INIT_IGNORE_VERMAGIC
     from lkm.kernel.profile import load_cached
+    from lkm.kernel.uapi import MODULE_INIT_IGNORE_MODVERSIONS, MODULE_INIT_IGNORE_VERMAGIC
 
     try:
         init_results = parse_init_results(a.init)

@@ -26,23 +26,23 @@ from lkm.compress import decompress, detect
 from lkm.errors import CompressionError, KernelError, LkmError
 from lkm.kernel import taint as T
 from lkm.kernel.backend import KernelBackend
-from lkm.kernel.loader import (
-    MODULE_INIT_COMPRESSED_FILE,
-    MODULE_INIT_IGNORE_MODVERSIONS,
-    MODULE_INIT_IGNORE_VERMAGIC,
-    MODULE_STATE_UNFORMED,
-    O_NONBLOCK,
+from lkm.kernel.module.main import (
     STATE_PROC,
     STATE_SYSFS,
-    KernelState,
-    Module,
     delete_module,
     kmsg_escape,
     load_module,
 )
+from lkm.kernel.module.state import MODULE_STATE_UNFORMED, KernelState, Module
 from lkm.kernel.params import kstrtobool, param_get, sysfs_store
 from lkm.kernel.printk import KERN_INFO, KERN_NOTICE, LogRecord, Printk, record_text_max
 from lkm.kernel.profile import KernelProfile, ProfileError
+from lkm.kernel.uapi import (
+    MODULE_INIT_COMPRESSED_FILE,
+    MODULE_INIT_IGNORE_MODVERSIONS,
+    MODULE_INIT_IGNORE_VERMAGIC,
+    O_NONBLOCK,
+)
 
 STATE_FORMAT = 1
 LOG_MAX = 20000  # records kept (the kernel's ring buffer is bounded too)
@@ -109,34 +109,17 @@ def apply_cmdline(k: KernelState, cmdline: str) -> list[tuple[int, str]]:
 
 def _state_to_json(k: KernelState, log: list[LogRecord], boot: float, seq: int
                    ) -> dict[str, Any]:
-    return {
-        "format": STATE_FORMAT, "boot": boot, "seq": seq,
-        "modules": [m.to_json() for m in k.modules], "tainted": k.tainted,
-        "once": sorted(k.once), "debug_locks": k.debug_locks, "sig_enforce": k.sig_enforce,
-        "lockdown": k.lockdown, "module_blacklist": k.module_blacklist, "cmdline": k.cmdline,
-        "spectre_v2_mitigated": k.spectre_v2_mitigated, "init_results": k.init_results,
-        "next_base": k.next_base, "modules_disabled": k.modules_disabled,
-        "log": [r.to_json() for r in log[-LOG_MAX:]],
-    }
+    return {"format": STATE_FORMAT, "boot": boot, "seq": seq, **k.to_json(),
+            "log": [r.to_json() for r in log[-LOG_MAX:]]}
 
 
-def _state_from_json(d: dict[str, Any], profile: KernelProfile
+def _state_from_json(d: dict[str, Any], profile: KernelProfile,
+                     state_type: type[KernelState] = KernelState
                      ) -> tuple[KernelState, list[LogRecord], float, int]:
     if d.get("format") != STATE_FORMAT:
         raise VirtualKernelError("unsupported state format")
-    k = KernelState(profile)
-    k.modules = [Module.from_json(m) for m in d["modules"]]
-    k.tainted = d["tainted"]
-    k.once = set(d["once"])
-    k.debug_locks = d["debug_locks"]
-    k.sig_enforce = d["sig_enforce"]
-    k.lockdown = d["lockdown"]
-    k.module_blacklist = d["module_blacklist"]
-    k.cmdline = d["cmdline"]
-    k.spectre_v2_mitigated = d["spectre_v2_mitigated"]
-    k.init_results = dict(d["init_results"])
-    k.next_base = d["next_base"]
-    k.modules_disabled = bool(d.get("modules_disabled", False))
+    k = state_type(profile)
+    k.load_json(d)
     log = [LogRecord.from_json(r) for r in d["log"]]
     return k, log, float(d["boot"]), int(d["seq"])
 
@@ -197,7 +180,13 @@ def prepare_module_dir(profile: KernelProfile, dest_root: str | os.PathLike[str]
 
 
 class VirtualKernel(KernelBackend):
-    """A kernel whose modules, taints, parameters and log live in a directory."""
+    """A kernel whose modules, taints, parameters and log live in a directory.
+
+    ``state_type`` is the :class:`KernelState` class the state is read into: a subclass
+    with its own symbol_address/run_init/run_exit hooks runs module code.
+    """
+
+    state_type: type[KernelState] = KernelState
 
     def __init__(self, directory: str | os.PathLike[str], profile: KernelProfile) -> None:
         self.dir = Path(directory)
@@ -235,7 +224,7 @@ class VirtualKernel(KernelBackend):
         vk = cls(d, profile)
         with vk._lock():
             profile.save(d / "profile.json")
-            k = KernelState(profile)
+            k = vk.state_type(profile)
             k.sig_enforce = profile.enabled("MODULE_SIG_FORCE")
             boot_lines = apply_cmdline(k, cmdline)
             if init_results:
@@ -278,7 +267,8 @@ class VirtualKernel(KernelBackend):
                 if not fresh and self._k is not None and key == self._key:
                     return self._k
                 d = json.loads(f.read())
-            self._k, self._log, self._boot, self._seq = _state_from_json(d, self.profile)
+            self._k, self._log, self._boot, self._seq = _state_from_json(
+                d, self.profile, self.state_type)
             self._key = key
         except (OSError, ValueError, KeyError, TypeError, AssertionError, AttributeError,
                 IndexError) as e:

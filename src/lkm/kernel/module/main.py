@@ -15,33 +15,39 @@ relocatable object, taken field by field with only the kernel's own checks.
 from __future__ import annotations
 
 import errno
+import functools
 import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-from lkm.errors import KernelError
+from lkm.errors import KernelError, ProcessKilled
 from lkm.kernel import taint as T
+from lkm.kernel.module.state import (
+    MODULE_NAME_LEN,
+    MODULE_REF_BASE,
+    MODULE_STATE_COMING,
+    MODULE_STATE_GOING,
+    MODULE_STATE_LIVE,
+    MODULE_STATE_UNFORMED,
+    MODULES_LEN,
+    PAGE_SIZE,
+    KernelState,
+    Module,
+    ModuleMemory,
+    ModuleRef,
+    ModuleSymbol,
+    Region,
+)
 from lkm.kernel.params import KernelParam, ParamSpec, parse_args
 from lkm.kernel.printk import KERN_ERR, KERN_NOTICE, KERN_WARNING, Printk
 from lkm.kernel.profile import KernelProfile
+from lkm.kernel.uapi import (
+    MODULE_INIT_IGNORE_MODVERSIONS,
+    MODULE_INIT_IGNORE_VERMAGIC,
+    O_NONBLOCK,
+    O_TRUNC,
+)
 from lkm.signature import MAGIC as MODULE_SIG_STRING
-
-# enum module_state
-MODULE_STATE_LIVE = 0
-MODULE_STATE_COMING = 1
-MODULE_STATE_GOING = 2
-MODULE_STATE_UNFORMED = 3
-
-MODULE_REF_BASE = 1
-MODULE_NAME_LEN = 56  # 64 - sizeof(unsigned long)
-
-# finit_module flags
-MODULE_INIT_IGNORE_MODVERSIONS = 1
-MODULE_INIT_IGNORE_VERMAGIC = 2
-MODULE_INIT_COMPRESSED_FILE = 4
-
-O_NONBLOCK = 0o4000
-O_TRUNC = 0o1000
 
 # ELF
 ET_REL = 1
@@ -54,16 +60,10 @@ SHN_UNDEF, SHN_ABS, SHN_COMMON, SHN_LIVEPATCH = 0, 0xFFF1, 0xFFF2, 0xFF20
 STB_WEAK = 2
 INIT_OFFSET_MASK = 1 << 63
 ENTSIZE_UNSET = (1 << 64) - 1
-PAGE_SIZE = 4096
 
 R_X86_64_NONE, R_X86_64_64, R_X86_64_PC32, R_X86_64_32, R_X86_64_32S = 0, 1, 2, 10, 11
 R_X86_64_PLT32, R_X86_64_PC64 = 4, 24
 
-
-# where the virtual kernel places things (x86_64 with KASLR off)
-MODULES_VADDR = 0xFFFFFFFFC0000000
-MODULES_LEN = 0x3F000000  # MODULES_END - MODULES_VADDR (a little under 1 GiB)
-KERNEL_TEXT = 0xFFFFFFFF81000000
 
 _EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 _SHDR = struct.Struct("<IIQQQQIIQQ")
@@ -91,123 +91,6 @@ def kmsg_escape(s: str) -> str:
     return "".join(c if " " <= c < "\x7f" or ord(c) > 0x7f else f"\\x{ord(c):02x}" for c in s)
 
 
-# -- the kernel's state ------------------------------------------------------------------
-
-@dataclass
-class Module:
-    """A loaded module, as struct module holds what the views show."""
-
-    name: str
-    state: int = MODULE_STATE_UNFORMED
-    refcnt: int = MODULE_REF_BASE
-    taints: int = 0
-    sources: list[str] = field(default_factory=list)  # users, newest first (source_list)
-    targets: list[str] = field(default_factory=list)  # modules it uses (target_list)
-    params: list[KernelParam] = field(default_factory=list)
-    syms: dict[str, tuple[int | None, bool, str]] = field(default_factory=dict)
-    has_init: bool = False
-    has_exit: bool = False
-    core_size: int = 0
-    init_size: int = 0
-    version: str | None = None
-    srcversion: str | None = None
-    sections: list[tuple[str, int]] = field(default_factory=list)
-    notes: list[tuple[str, bytes]] = field(default_factory=list)
-    base: int = 0
-    args: str = ""
-    sig_ok: bool = False
-    path: str | None = None
-
-    def refcount(self) -> int:
-        """module_refcount(): references beyond the loader's base one."""
-        return self.refcnt - MODULE_REF_BASE
-
-    def to_json(self) -> dict[str, Any]:
-        import base64
-
-        return {
-            "name": self.name, "state": self.state, "refcnt": self.refcnt,
-            "taints": self.taints, "sources": self.sources, "targets": self.targets,
-            "params": [p.to_json() for p in self.params],
-            "syms": {k: list(v) for k, v in self.syms.items()},
-            "has_init": self.has_init, "has_exit": self.has_exit,
-            "core_size": self.core_size, "init_size": self.init_size,
-            "version": self.version, "srcversion": self.srcversion,
-            "sections": [list(s) for s in self.sections],
-            "notes": [[n, base64.b64encode(d).decode()] for n, d in self.notes],
-            "base": self.base, "args": self.args, "sig_ok": self.sig_ok, "path": self.path,
-        }
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Module:
-        import base64
-
-        return cls(
-            name=d["name"], state=d["state"], refcnt=d["refcnt"], taints=d["taints"],
-            sources=list(d["sources"]), targets=list(d["targets"]),
-            params=[KernelParam.from_json(p) for p in d["params"]],
-            syms={k: (v[0], bool(v[1]), v[2]) for k, v in d["syms"].items()},
-            has_init=d["has_init"], has_exit=d["has_exit"], core_size=d["core_size"],
-            init_size=d["init_size"], version=d.get("version"), srcversion=d.get("srcversion"),
-            sections=[(s[0], s[1]) for s in d["sections"]],
-            notes=[(n, base64.b64decode(b)) for n, b in d["notes"]],
-            base=d["base"], args=d.get("args", ""), sig_ok=d.get("sig_ok", False),
-            path=d.get("path"))
-
-
-@dataclass
-class KernelState:
-    """The mutable state of a (virtual) kernel: modules, taints, settings, log sink."""
-
-    profile: KernelProfile
-    modules: list[Module] = field(default_factory=list)  # newest first, as the kernel's list
-    tainted: int = 0
-    once: set[str] = field(default_factory=set)
-    debug_locks: bool = True
-    sig_enforce: bool = False
-    lockdown: int = 0  # 0 none, 1 integrity, 2 confidentiality
-    module_blacklist: str | None = None
-    cmdline: str = ""
-    spectre_v2_mitigated: bool = True
-    init_results: dict[str, int] = field(default_factory=dict)
-    modules_disabled: bool = False  # /proc/sys/kernel/modules_disabled, "nomodule"
-    next_base: int = MODULES_VADDR + 0x200000
-
-    def find_module(self, name: str, even_unformed: bool = False) -> Module | None:
-        for m in self.modules:
-            if m.name == name and (even_unformed or m.state != MODULE_STATE_UNFORMED):
-                return m
-        return None
-
-    def test_taint(self, flag: int) -> bool:
-        return bool(self.tainted >> flag & 1)
-
-    def add_taint(self, flag: int, log: Printk, now_unreliable: bool = False) -> None:
-        """add_taint(): the first LOCKDEP_NOW_UNRELIABLE taint turns lock debugging off."""
-        if now_unreliable and self.debug_locks:
-            self.debug_locks = False
-            log.warn("Disabling lock debugging due to kernel taint")
-        self.tainted |= 1 << flag
-
-    def add_taint_module(self, mod: _ModRef, flag: int, log: Printk,
-                         now_unreliable: bool = False) -> None:
-        self.add_taint(flag, log, now_unreliable)
-        mod.taints |= 1 << flag
-
-    def allocate(self, size: int) -> int:
-        base = self.next_base
-        self.next_base += max(PAGE_SIZE, (size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)) + PAGE_SIZE
-        return base
-
-
-class _ModRef:
-    """The struct module being loaded: name and taints before it is a Module."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.taints = 0
-
-
 # -- reading the image as the kernel does -------------------------------------------------
 
 class _Info:
@@ -230,10 +113,12 @@ class _Info:
         self.idx_vers = 0
         self.idx_pcpu = 0
         self.sig_ok = False
-        self.modref = _ModRef("")
+        self.modref = ModuleRef("")
         self._syms: list[tuple[int, int, int, int, int, int]] | None = None
         self._versions: dict[bytes, int] | None = None
         self._relas: dict[int, dict[int, tuple[int, int, int]]] = {}
+        self.buffers: dict[int, bytearray] = {}  # sections being relocated, as in memory
+        self.sym_values: list[int] = []  # each symbol's value after simplify_symbols
 
     # raw access, zero-padded outside the image (the kernel would read garbage)
     def read(self, off: int, n: int) -> bytes:
@@ -249,6 +134,9 @@ class _Info:
 
     def secname(self, i: int) -> str:
         return self.cstr(self.secstrings_off + self.sechdrs[i][0])
+
+    def secnames(self) -> list[str]:
+        return [self.secname(i) for i in range(self.shnum)]
 
     def find_sec(self, name: str) -> int:
         """First SHF_ALLOC section called ``name`` (0: none)."""
@@ -276,6 +164,17 @@ class _Info:
         if h[1] == SHT_NOBITS:
             return bytes(h[5]) if h[5] < (1 << 24) else b""
         return self.read(h[4], h[5]) if h[5] < (1 << 31) else b""
+
+    def section_buffer(self, i: int) -> bytearray:
+        """Section ``i`` as it lies in the module's memory (relocations write here)."""
+        buf = self.buffers.get(i)
+        if buf is None:
+            buf = self.buffers[i] = bytearray(self.sec_bytes(i))
+        return buf
+
+    def section_contents(self, i: int) -> bytes | bytearray:
+        buf = self.buffers.get(i)
+        return buf if buf is not None else self.sec_bytes(i)
 
     # .modinfo
     def modinfo_strings(self) -> list[bytes]:
@@ -369,6 +268,9 @@ def load_module(k: KernelState, image: bytes, args: str = "", flags: int = 0,
         mod = _load(k, image, args, flags, comm, log)
     except _Fail as f:
         raise KernelError(-f.err if f.err < 0 else f.err, messages=log.lines) from None
+    except ProcessKilled as e:
+        e.messages = log.lines
+        raise
     mod.path = path
     return LoadResult(mod, log.lines)
 
@@ -416,8 +318,9 @@ def _load(k: KernelState, image: bytes, args: str, flags: int, comm: str,
             _try_to_force_load(k, mref, "no versions for exported symbols", log)
         mod.version = info.get_modinfo("version")
         mod.srcversion = info.get_modinfo("srcversion")
-        _simplify_symbols(k, info, mref, mod, log)
+        _simplify_symbols(k, info, mref, mod, layout, log)
         _apply_relocations(k, info, mref, layout, log)
+        mod.memory = _module_memory(info, layout)
         mod.syms = _module_exports(info)
         _verify_exported_symbols(k, mod, log)
         mod.taints = mref.taints
@@ -637,7 +540,7 @@ def _setup_load_info(info: _Info, flags: int, log: Printk) -> None:
 def _finish_load_info(info: _Info, flags: int) -> None:
     h = info.sechdrs[info.idx_mod]
     modname = info.read(h[4] + 24, MODULE_NAME_LEN).split(b"\0", 1)[0]
-    info.modref = _ModRef(modname.decode("utf-8", "surrogateescape"))
+    info.modref = ModuleRef(modname.decode("utf-8", "surrogateescape"))
     if not info.name:
         info.name = info.modref.name
     info.idx_vers = 0 if flags & MODULE_INIT_IGNORE_MODVERSIONS else info.find_sec("__versions")
@@ -737,7 +640,7 @@ def _rewrite_section_headers(info: _Info) -> None:
 
 # -- versions (kernel/module/version.c) ---------------------------------------------------
 
-def _try_to_force_load(k: KernelState, mod: _ModRef, reason: str, log: Printk) -> None:
+def _try_to_force_load(k: KernelState, mod: ModuleRef, reason: str, log: Printk) -> None:
     if not k.profile.enabled("MODULE_FORCE_LOAD"):
         raise _Fail(errno.ENOEXEC)
     if not k.test_taint(T.TAINT_FORCED_MODULE):
@@ -760,7 +663,7 @@ def _versions(info: _Info) -> dict[bytes, int]:
     return info._versions
 
 
-def _check_version(k: KernelState, info: _Info, symname: str, mod: _ModRef,
+def _check_version(k: KernelState, info: _Info, symname: str, mod: ModuleRef,
                    crc: int | None, log: Printk) -> bool:
     if crc is None:
         return True
@@ -780,7 +683,7 @@ def _check_version(k: KernelState, info: _Info, symname: str, mod: _ModRef,
     return False
 
 
-def _check_modstruct_version(k: KernelState, info: _Info, mod: _ModRef, log: Printk) -> bool:
+def _check_modstruct_version(k: KernelState, info: _Info, mod: ModuleRef, log: Printk) -> bool:
     ex = k.profile.exports.get("module_layout")
     crc = ex[0] if ex is not None else None
     return _check_version(k, info, "module_layout", mod, crc, log)
@@ -795,7 +698,7 @@ def _same_magic(amagic: str, bmagic: str, has_crcs: bool) -> bool:
 
 # -- check_modinfo and taints ------------------------------------------------------------
 
-def _check_modinfo_magic(k: KernelState, info: _Info, mod: _ModRef, flags: int,
+def _check_modinfo_magic(k: KernelState, info: _Info, mod: ModuleRef, flags: int,
                          log: Printk) -> None:
     modmagic = info.get_modinfo("vermagic")
     if flags & MODULE_INIT_IGNORE_VERMAGIC:
@@ -807,7 +710,7 @@ def _check_modinfo_magic(k: KernelState, info: _Info, mod: _ModRef, flags: int,
         raise _Fail(errno.ENOEXEC)
 
 
-def _check_modinfo_retpoline(k: KernelState, info: _Info, mod: _ModRef, log: Printk) -> None:
+def _check_modinfo_retpoline(k: KernelState, info: _Info, mod: ModuleRef, log: Printk) -> None:
     if not (k.profile.enabled("RETPOLINE") or k.profile.enabled("MITIGATION_RETPOLINE")):
         return
     if not k.spectre_v2_mitigated or info.get_modinfo("retpoline") is not None:
@@ -816,7 +719,7 @@ def _check_modinfo_retpoline(k: KernelState, info: _Info, mod: _ModRef, log: Pri
     log.warn(f"{mod.name}: loading module not compiled with retpoline compiler.")
 
 
-def _check_modinfo_livepatch(k: KernelState, info: _Info, mod: _ModRef, log: Printk,
+def _check_modinfo_livepatch(k: KernelState, info: _Info, mod: ModuleRef, log: Printk,
                              modern: bool) -> None:
     if info.get_modinfo("livepatch") is None:
         return
@@ -829,7 +732,7 @@ def _check_modinfo_livepatch(k: KernelState, info: _Info, mod: _ModRef, log: Pri
     raise _Fail(errno.ENOEXEC)
 
 
-def _set_license(k: KernelState, mod: _ModRef, license: str | None, log: Printk) -> None:
+def _set_license(k: KernelState, mod: ModuleRef, license: str | None, log: Printk) -> None:
     lic = license if license is not None else "unspecified"
     if not license_is_gpl_compatible(lic):
         if not k.test_taint(T.TAINT_PROPRIETARY_MODULE):
@@ -837,33 +740,33 @@ def _set_license(k: KernelState, mod: _ModRef, license: str | None, log: Printk)
         k.add_taint_module(mod, T.TAINT_PROPRIETARY_MODULE, log, now_unreliable=True)
 
 
-def _taint_out_of_tree(k: KernelState, info: _Info, mod: _ModRef, log: Printk) -> None:
+def _taint_out_of_tree(k: KernelState, info: _Info, mod: ModuleRef, log: Printk) -> None:
     if info.get_modinfo("intree") is None:
         if not k.test_taint(T.TAINT_OOT_MODULE):
             log.warn(f"{mod.name}: loading out-of-tree module taints kernel.")
         k.add_taint_module(mod, T.TAINT_OOT_MODULE, log)
 
 
-def _taint_staging(k: KernelState, info: _Info, mod: _ModRef, log: Printk) -> None:
+def _taint_staging(k: KernelState, info: _Info, mod: ModuleRef, log: Printk) -> None:
     if info.get_modinfo("staging") is not None:
         k.add_taint_module(mod, T.TAINT_CRAP, log)
         log.warn(f"{mod.name}: module is from the staging directory, the quality is unknown, "
                  "you have been warned.")
 
 
-def _taint_test(k: KernelState, info: _Info, mod: _ModRef, log: Printk) -> None:
+def _taint_test(k: KernelState, info: _Info, mod: ModuleRef, log: Printk) -> None:
     if info.get_modinfo("test") is not None:
         if not k.test_taint(T.TAINT_TEST):
             log.warn(f"{mod.name}: loading test module taints kernel.")
         k.add_taint_module(mod, T.TAINT_TEST, log)
 
 
-def _taint_livepatch(k: KernelState, mod: _ModRef, log: Printk) -> None:
+def _taint_livepatch(k: KernelState, mod: ModuleRef, log: Printk) -> None:
     k.add_taint_module(mod, T.TAINT_LIVEPATCH, log)
     log.log_once("livepatch", KERN_NOTICE, f"{mod.name}: tainting kernel with TAINT_LIVEPATCH")
 
 
-def _taint_unsigned(k: KernelState, info: _Info, mod: _ModRef, log: Printk) -> None:
+def _taint_unsigned(k: KernelState, info: _Info, mod: ModuleRef, log: Printk) -> None:
     if k.profile.enabled("MODULE_SIG") and not info.sig_ok:
         log.log_once("modsig", KERN_NOTICE,
                      f"{mod.name}: module verification failed: signature and/or required key "
@@ -871,7 +774,7 @@ def _taint_unsigned(k: KernelState, info: _Info, mod: _ModRef, log: Printk) -> N
         k.add_taint_module(mod, T.TAINT_UNSIGNED_MODULE, log)
 
 
-def _check_modinfo_6_1(k: KernelState, info: _Info, mod: _ModRef, flags: int,
+def _check_modinfo_6_1(k: KernelState, info: _Info, mod: ModuleRef, flags: int,
                        log: Printk) -> None:
     _check_modinfo_magic(k, info, mod, flags, log)
     _taint_out_of_tree(k, info, mod, log)
@@ -882,7 +785,7 @@ def _check_modinfo_6_1(k: KernelState, info: _Info, mod: _ModRef, flags: int,
     _taint_test(k, info, mod, log)
 
 
-def _module_augment_kernel_taints(k: KernelState, info: _Info, mod: _ModRef,
+def _module_augment_kernel_taints(k: KernelState, info: _Info, mod: ModuleRef,
                                   log: Printk) -> None:
     """6.4+: the taints, applied once the module is in the list."""
     prev = k.test_taint(T.TAINT_PROPRIETARY_MODULE)
@@ -897,7 +800,7 @@ def _module_augment_kernel_taints(k: KernelState, info: _Info, mod: _ModRef,
     _special_names(k, mod, prev, log)
 
 
-def _special_names(k: KernelState, mod: _ModRef, prev: bool, log: Printk) -> None:
+def _special_names(k: KernelState, mod: ModuleRef, prev: bool, log: Printk) -> None:
     if mod.name == "ndiswrapper":
         k.add_taint(T.TAINT_PROPRIETARY_MODULE, log, now_unreliable=True)
     if mod.name in ("driverloader", "lve"):
@@ -919,6 +822,7 @@ class _Layout:
     sect_addrs: list[tuple[str, int]] = field(default_factory=list)
     notes: list[tuple[str, bytes]] = field(default_factory=list)
     addr: dict[int, int] = field(default_factory=dict)  # section index -> address
+    regions: list[Region] = field(default_factory=list)
 
 
 _MASKS = ((SHF_EXECINSTR | SHF_ALLOC, 0), (SHF_ALLOC, SHF_WRITE),
@@ -945,7 +849,7 @@ def _init_layout_section(k: KernelState, name: str) -> bool:
     return name.startswith(".init")
 
 
-def _enforce_rwx(k: KernelState, info: _Info, mod: _ModRef, log: Printk) -> None:
+def _enforce_rwx(k: KernelState, info: _Info, mod: ModuleRef, log: Printk) -> None:
     if not k.profile.enabled("STRICT_MODULE_RWX"):
         return
     wx = SHF_WRITE | SHF_EXECINSTR
@@ -998,10 +902,15 @@ def _layout_and_allocate(k: KernelState, info: _Info, flags: int, log: Printk,
             raise _Fail(errno.ENOMEM)  # execmem_alloc() fails
         bases = [k.allocate(_page_align(s)) if s else 0 for s in sizes]
         lay.core_base = bases[MOD_TEXT]
+        for t, size in enumerate(sizes):
+            if size:
+                lay.regions.append(Region(_MEM_NAMES[t], bases[t], _page_align(size),
+                                          _MEM_PERMS[t] if strict else "rwx"))
         for i, (_init, off, t) in lay.place.items():
             lay.addr[i] = bases[t] + off
     else:
         sizes = [0, 0]  # core, init
+        bounds: list[list[int]] = [[], []]  # text_size, ro_size, ro_after_init_size
         for init in (False, True):
             for m, (want, deny) in enumerate(_MASKS):
                 for i, h in enumerate(sh):
@@ -1013,10 +922,11 @@ def _layout_and_allocate(k: KernelState, info: _Info, flags: int, log: Printk,
                     sizes[j] = off + h[5]
                     h[9] = off | (INIT_OFFSET_MASK if init else 0)
                     lay.place[i] = (init, off, j)
-                if m in (0, 1, 4) or (m == 2 and not init):
-                    j = 1 if init else 0
-                    if strict:
-                        sizes[j] = _page_align(sizes[j])
+                j = 1 if init else 0
+                if strict and (m in (0, 1, 4) or (m == 2 and not init)):
+                    sizes[j] = _page_align(sizes[j])
+                if m < 3:
+                    bounds[j].append(sizes[j])
         sizes, symtab_core = _layout_symtab(k, info, lay, sizes, modern, names)
         lay.core_size, lay.init_size = sizes[0], sizes[1]
         if sizes[0] + sizes[1] > MODULES_LEN:
@@ -1025,6 +935,9 @@ def _layout_and_allocate(k: KernelState, info: _Info, flags: int, log: Printk,
         lay.init_base = k.allocate(sizes[1]) if sizes[1] else 0
         for i, (init, off, _t) in lay.place.items():
             lay.addr[i] = (lay.init_base if init else lay.core_base) + off
+        for j, base in ((0, lay.core_base), (1, lay.init_base)):
+            if sizes[j]:
+                lay.regions += _layout_regions(j == 1, base, bounds[j], sizes[j], strict)
     del symtab_core
     for i, h in enumerate(sh):
         if h[2] & SHF_ALLOC and h[5] and i in lay.addr:
@@ -1032,6 +945,24 @@ def _layout_and_allocate(k: KernelState, info: _Info, flags: int, log: Printk,
             if h[1] == SHT_NOTE:
                 lay.notes.append((names[i], info.sec_bytes(i)))
     return lay
+
+
+_MEM_NAMES = ("text", "data", "rodata", "ro_after_init", "init_text", "init_data",
+              "init_rodata")
+_MEM_PERMS = ("rx", "rw", "r", "rw", "rx", "rw", "r")
+
+
+def _layout_regions(init: bool, base: int, bounds: list[int], size: int, strict: bool
+                    ) -> list[Region]:
+    """6.1: a layout (struct module_layout) as its STRICT_MODULE_RWX ranges."""
+    if not strict:
+        return [Region("init" if init else "core", base, _page_align(size), "rwx")]
+    text, ro, ro_after_init = bounds
+    pre = "init_" if init else ""
+    ranges = [("text", 0, text, "rx"), ("rodata", text, ro, "r"),
+              ("ro_after_init", ro, ro_after_init, "rw"), ("data", ro_after_init, size, "rw")]
+    return [Region(pre + kind, base + start, _page_align(end) - start, perm)
+            for kind, start, end, perm in ranges if end > start]
 
 
 def _layout_symtab(k: KernelState, info: _Info, lay: _Layout, sizes: list[int], modern: bool,
@@ -1093,7 +1024,7 @@ def _layout_symtab(k: KernelState, info: _Info, lay: _Layout, sizes: list[int], 
 
 # -- find_module_sections, license and versions -------------------------------------------
 
-def _find_module_sections(info: _Info, mod: _ModRef, log: Printk) -> dict[str, Any]:
+def _find_module_sections(info: _Info, mod: ModuleRef, log: Printk) -> dict[str, Any]:
     ks = info.find_sec("__ksymtab")
     ksg = info.find_sec("__ksymtab_gpl")
     num_syms = info.sechdrs[ks][5] // 12 if ks else 0
@@ -1109,7 +1040,7 @@ def _find_module_sections(info: _Info, mod: _ModRef, log: Printk) -> dict[str, A
     return {"no_crcs": bool(no_crcs)}
 
 
-def _check_module_license_and_versions(k: KernelState, info: _Info, mod: _ModRef,
+def _check_module_license_and_versions(k: KernelState, info: _Info, mod: ModuleRef,
                                        sections: dict[str, Any], log: Printk) -> None:
     prev = k.test_taint(T.TAINT_PROPRIETARY_MODULE)
     _special_names(k, mod, prev, log)
@@ -1139,12 +1070,12 @@ class _SymState:
         self.using_gplonly = False
 
 
-def _resolve_symbol(k: KernelState, info: _Info, mref: _ModRef, mod: Module, name: str,
-                    st: _SymState, log: Printk) -> tuple[str, int]:
-    """("ok"|"none"|"err", errno); the kernel's resolve_symbol()."""
+def _resolve_symbol(k: KernelState, info: _Info, mref: ModuleRef, mod: Module, name: str,
+                    st: _SymState, log: Printk) -> tuple[str, int, int]:
+    """("ok"|"none"|"err", errno, address); the kernel's resolve_symbol()."""
     found = _find_symbol(k, name, not mref.taints & (1 << T.TAINT_PROPRIETARY_MODULE))
     if found is None:
-        return "none", 0
+        return "none", 0, 0
     owner, crc, gpl, ns = found
     if gpl:
         st.using_gplonly = True
@@ -1152,39 +1083,53 @@ def _resolve_symbol(k: KernelState, info: _Info, mref: _ModRef, mod: Module, nam
         if st.using_gplonly:
             log.err(f"{mref.name}: module using GPL-only symbols uses symbols {name} from "
                     f"proprietary module {owner.name}.")
-            return "none", 0
+            return "none", 0, 0
         if not mref.taints & (1 << T.TAINT_PROPRIETARY_MODULE):
             log.warn(f"{mref.name}: module uses symbols {name} from proprietary module "
                      f"{owner.name}, inheriting taint.")
             mref.taints |= 1 << T.TAINT_PROPRIETARY_MODULE
     if not _check_version(k, info, name, mref, crc, log):
-        return "err", errno.EINVAL
+        return "err", errno.EINVAL, 0
     if ns and ns not in info.get_modinfo_all("import_ns"):
         allow = k.profile.enabled("MODULE_ALLOW_MISSING_NAMESPACE_IMPORTS")
         log.log(KERN_WARNING if allow else KERN_ERR,
                 f"{mref.name}: module uses symbol ({name}) from namespace {ns}, but does "
                 "not import it.")
         if not allow:
-            return "err", errno.EINVAL
+            return "err", errno.EINVAL, 0
     if owner is not None and mref.name not in owner.sources:
         # ref_module(): strong_try_module_get()
         if owner.state == MODULE_STATE_COMING:
-            return "err", errno.EBUSY
+            return "err", errno.EBUSY, 0
         if owner.state != MODULE_STATE_LIVE or owner.refcnt == 0:
-            return "err", errno.ENOENT
+            return "err", errno.ENOENT, 0
         owner.refcnt += 1
         owner.sources.insert(0, mref.name)
         mod.targets.insert(0, owner.name)
-    return "ok", 0
+    return "ok", 0, _symbol_value(k, owner, name)
 
 
-def _simplify_symbols(k: KernelState, info: _Info, mref: _ModRef, mod: Module,
-                      log: Printk) -> None:
+def _symbol_value(k: KernelState, owner: Module | None, name: str) -> int:
+    """kernel_symbol_value(): a module's export at its address in that module's memory (when
+    this process holds it), else where the state places kernel symbols."""
+    if owner is not None and owner.memory is not None:
+        sym = owner.memory.symbol(name)
+        if sym is not None:
+            return sym.addr
+    return k.symbol_address(name)
+
+
+def _simplify_symbols(k: KernelState, info: _Info, mref: ModuleRef, mod: Module,
+                      lay: _Layout, log: Printk) -> None:
+    """simplify_symbols(): every symbol gets its final value (info.sym_values); the last
+    error is returned."""
     ret = 0
     st = _SymState()
     syms = info.symbols()
+    values = info.sym_values = [0] * len(syms)
     for i in range(1, len(syms)):
-        st_name, st_info, _other, shndx, _value, _size = syms[i]
+        st_name, st_info, _other, shndx, value, _size = syms[i]
+        values[i] = value
         if shndx == SHN_COMMON:
             name = info.symname(st_name)
             if name.startswith("__gnu_lto"):
@@ -1195,8 +1140,9 @@ def _simplify_symbols(k: KernelState, info: _Info, mref: _ModRef, mod: Module,
             continue
         elif shndx == SHN_UNDEF:
             name = info.symname(st_name)
-            what, err = _resolve_symbol(k, info, mref, mod, name, st, log)
+            what, err, addr = _resolve_symbol(k, info, mref, mod, name, st, log)
             if what == "ok":
+                values[i] = addr
                 continue
             if what == "none" and (st_info >> 4 == STB_WEAK or name == "_GLOBAL_OFFSET_TABLE_"):
                 continue
@@ -1207,21 +1153,10 @@ def _simplify_symbols(k: KernelState, info: _Info, mref: _ModRef, mod: Module,
             log.err(f"{mref.name}: Symbol {name} has an invalid section index {shndx} "
                     f"(max {info.shnum - 1})")
             ret = -errno.ENOEXEC
+        else:
+            values[i] = lay.addr.get(shndx, 0) + value
     if ret < 0:
         raise _Fail(ret)
-
-
-def _sym_addresses(info: _Info, lay: _Layout) -> list[int]:
-    """Each symbol's address after simplify_symbols (externals: somewhere in vmlinux)."""
-    out = []
-    for st_name, _i, _o, shndx, value, _s in info.symbols():
-        if shndx == SHN_ABS:
-            out.append(value)
-        elif shndx == SHN_UNDEF or shndx >= info.shnum:
-            out.append(KERNEL_TEXT + (st_name & 0xFFFFFF) * 16)
-        else:
-            out.append(lay.addr.get(shndx, 0) + value)
-    return out
 
 
 _RELOC_SIZE = {R_X86_64_64: 8, R_X86_64_32: 4, R_X86_64_32S: 4, R_X86_64_PC32: 4,
@@ -1231,11 +1166,10 @@ _ZERO = {4: bytes(4), 8: bytes(8)}
 _M64 = (1 << 64) - 1
 
 
-def _apply_relocations(k: KernelState, info: _Info, mref: _ModRef, lay: _Layout,
+def _apply_relocations(k: KernelState, info: _Info, mref: ModuleRef, lay: _Layout,
                        log: Printk) -> None:
     sh = info.sechdrs
     modern = k.profile.modern
-    addrs: list[int] | None = None
     for i in range(1, info.shnum):
         infosec = sh[i][7]
         if infosec >= info.shnum or not sh[infosec][2] & SHF_ALLOC:
@@ -1247,10 +1181,9 @@ def _apply_relocations(k: KernelState, info: _Info, mref: _ModRef, lay: _Layout,
             raise _Fail(errno.ENOEXEC)
         if sh[i][1] != SHT_RELA:
             continue
-        if addrs is None:
-            addrs = _sym_addresses(info, lay)
+        addrs = info.sym_values
         nsyms = len(addrs)
-        target = bytearray(info.sec_bytes(infosec))
+        target = info.section_buffer(infosec)
         tlen = len(target)
         base = lay.addr.get(infosec, 0)
         raw = info.sec_bytes(i)
@@ -1280,7 +1213,7 @@ def _apply_relocations(k: KernelState, info: _Info, mref: _ModRef, lay: _Layout,
                 target[off:off + size] = (val & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
 
 
-def _bad_relocation(mref: _ModRef, rtype: int, loc: int, val: int, nonzero: bool,
+def _bad_relocation(mref: ModuleRef, rtype: int, loc: int, val: int, nonzero: bool,
                     overflow: bool, modern: bool, log: Printk) -> None:
     """6.1 checks the target before writing (then overflow); 6.4+ the reverse."""
     ptr = f"{loc & 0xFFFFFFFF:016x}"
@@ -1294,7 +1227,7 @@ def _bad_relocation(mref: _ModRef, rtype: int, loc: int, val: int, nonzero: bool
     _overflow(mref, rtype, val, log)
 
 
-def _overflow(mref: _ModRef, rtype: int, val: int, log: Printk) -> None:
+def _overflow(mref: ModuleRef, rtype: int, val: int, log: Printk) -> None:
     log.err(f"module: overflow in relocation type {rtype} val {val:x}")
     log.err(f"module: `{mref.name}' likely not compiled with -mcmodel=kernel")
     raise _Fail(errno.ENOEXEC)
@@ -1337,6 +1270,42 @@ def _verify_exported_symbols(k: KernelState, mod: Module, log: Printk) -> None:
             log.err(f"{mod.name}: exports duplicate symbol {name} (owned by "
                     f"{owner.name if owner is not None else 'kernel'})")
             raise _Fail(errno.ENOEXEC)
+
+
+def _module_memory(info: _Info, lay: _Layout) -> ModuleMemory:
+    """The relocated image as the kernel holds it after move_module() and
+    apply_relocations(): regions with the sections copied in, the module's symbols at
+    their addresses, and struct module's init/exit/__this_module addresses."""
+    mem = ModuleMemory(regions=lay.regions)
+    names = info.secnames()
+    for i, addr in lay.addr.items():
+        h = info.sechdrs[i]
+        if h[1] == SHT_NOBITS or not h[5] or not h[2] & SHF_ALLOC:
+            continue
+        region = mem.region_at(addr)
+        if region is not None:
+            region.place(addr - region.base, functools.partial(info.section_contents, i))
+    for i, addr in lay.addr.items():
+        mem.sections[names[i]] = addr
+    syms = info.symbols()
+    values = info.sym_values
+    for i, (st_name, st_info, _o, shndx, _v, size) in enumerate(syms):
+        if not st_name or shndx == SHN_UNDEF or i >= len(values):
+            continue
+        if shndx != SHN_ABS and shndx not in lay.addr:
+            continue
+        mem.symbols.append(ModuleSymbol(info.symname(st_name), values[i], size, st_info,
+                                        shndx))
+    mem.this_module = lay.addr.get(info.idx_mod, 0)
+    for symidx, _t, addend in info.relas_for(info.idx_mod).values():
+        if not 0 <= symidx < len(syms) or symidx >= len(values):
+            continue
+        name = info.symname(syms[symidx][0])
+        if name == "init_module":
+            mem.init = (values[symidx] + addend) & _M64
+        elif name == "cleanup_module":
+            mem.exit = (values[symidx] + addend) & _M64
+    return mem
 
 
 def _init_exit(info: _Info) -> tuple[bool, bool]:
@@ -1476,7 +1445,9 @@ def _free_module(k: KernelState, mod: Module) -> None:
 
 
 def _do_init_module(k: KernelState, mod: Module, log: Printk) -> Module:
-    ret = k.init_results.get(mod.name, 0) if mod.has_init else 0
+    """do_init_module(): mod->init through the state's hook; a ProcessKilled from it
+    leaves the module COMING with the init reference held, as an oops in init does."""
+    ret = k.run_init(mod) if mod.has_init else 0
     if ret < 0:
         mod.state = MODULE_STATE_GOING
         _free_module(k, mod)
@@ -1487,12 +1458,15 @@ def _do_init_module(k: KernelState, mod: Module, log: Printk) -> Module:
     mod.state = MODULE_STATE_LIVE
     mod.refcnt -= 1
     mod.init_size = 0
+    if mod.memory is not None:
+        mod.memory.free_init()
     return mod
 
 
 def delete_module(k: KernelState, name: str, flags: int = O_NONBLOCK,
                   log: Printk | None = None) -> list[str]:
-    """delete_module(2); returns the log lines, raises KernelError."""
+    """delete_module(2); returns the log lines, raises KernelError (or ProcessKilled from
+    mod->exit, the module left GOING)."""
     log = log if log is not None else Printk(k.once)
     if len(name.encode()) == 0 or len(name.encode()) >= MODULE_NAME_LEN:
         raise KernelError(errno.ENOENT, messages=log.lines)
@@ -1512,8 +1486,19 @@ def delete_module(k: KernelState, name: str, flags: int = O_NONBLOCK,
 
     if mod.has_init and not mod.has_exit and not try_force():
         raise KernelError(errno.EBUSY, messages=log.lines)
-    if mod.refcount() != 0 and not try_force():
-        raise KernelError(errno.EWOULDBLOCK, messages=log.lines)
+    # try_stop_module(): try_release_module_ref() drops the base reference when no other
+    # is left (module_refcount() reads -1 from here on); forced, the others stay
+    if mod.refcount() != 0:
+        if not try_force():
+            raise KernelError(errno.EWOULDBLOCK, messages=log.lines)
+    else:
+        mod.refcnt -= MODULE_REF_BASE
     mod.state = MODULE_STATE_GOING
+    if mod.has_exit:
+        try:
+            k.run_exit(mod)
+        except ProcessKilled as e:
+            e.messages = log.lines
+            raise
     _free_module(k, mod)
     return log.lines
