@@ -35,11 +35,13 @@ from lkm.kernel.exec.faults import (
 )
 from lkm.kernel.exec.memory import PAGE_SHIFT, AddressSpace, Mapping
 
-DEFAULT_BUDGET = 200_000_000  # instructions for one outermost call (~1 s here)
+DEFAULT_BUDGET = 400_000_000  # instructions for one outermost call (a few s here)
+TICK = 200_000  # instructions between two timer interrupts (one jiffy of virtual time)
 _U64 = struct.Struct("<Q")
 
 StubHandler = Callable[[int], "int | None"]
 TrapHandler = Callable[[int], int]  # ud2 at rip -> where to resume (or raises)
+TickHandler = Callable[[int], None]  # the timer interrupt, at rip (may raise)
 
 
 class Frame:
@@ -58,7 +60,8 @@ class Machine:
     """One CPU (CPU 0) and its view of the address space."""
 
     def __init__(self, mem: AddressSpace, on_stub: StubHandler, on_trap: TrapHandler,
-                 gs_base: int = abi.PERCPU_BASE, budget: int = DEFAULT_BUDGET) -> None:
+                 gs_base: int = abi.PERCPU_BASE, budget: int = DEFAULT_BUDGET,
+                 on_tick: TickHandler | None = None, tick: int = TICK) -> None:
         import unicorn
         import unicorn.x86_const
 
@@ -69,6 +72,8 @@ class Machine:
         self.on_stub = on_stub
         self.on_trap = on_trap
         self.budget = budget
+        self.on_tick = on_tick
+        self.tick = tick
         self.uc: Any = U.Uc(U.UC_ARCH_X86, U.UC_MODE_64)
         uc = self.uc
         uc.ctl_set_tlb_mode(U.UC_TLB_VIRTUAL)
@@ -246,27 +251,43 @@ class Machine:
             uc.reg_write(self._reg["eflags"], abi.EFLAGS_AT_CALL)
         n = self.budget if budget is None else budget
         self.depth += 1
-        self._fault = None
-        err: Exception | None = None
         try:
-            uc.emu_start(addr, abi.RET_TRAP, count=n)
-        except self._U.UcError as e:
-            err = e
+            self._run(addr, n)
         finally:
             self.depth -= 1
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            raise pending
-        if err is not None:
-            raise self._fault_from(err) from None
-        rip = self.reg("rip")
-        if rip != abi.RET_TRAP:
-            raise self._annotate(BudgetExhausted(rip, n))
         result = self.reg("rax")
         if nested:
             for name, val in zip((*abi.CALLEE_SAVED, "rsp"), saved, strict=True):
                 uc.reg_write(self._reg[name], val)
         return result
+
+    def _run(self, addr: int, budget: int) -> None:
+        """Run until the return trap, in slices of ``tick`` instructions with the timer
+        interrupt between them; the budget bounds the whole call."""
+        used = 0
+        begin = addr
+        while True:
+            n = min(self.tick, budget - used) if self.on_tick is not None else budget - used
+            self._fault = None
+            err: Exception | None = None
+            try:
+                self.uc.emu_start(begin, abi.RET_TRAP, count=n)
+            except self._U.UcError as e:
+                err = e
+            pending, self._pending = self._pending, None
+            if pending is not None:
+                raise pending
+            if err is not None:
+                raise self._fault_from(err) from None
+            rip = self.reg("rip")
+            if rip == abi.RET_TRAP:
+                return
+            used += n
+            if used >= budget:
+                raise self._annotate(BudgetExhausted(rip, budget))
+            if self.on_tick is not None:
+                self.on_tick(rip)
+            begin = rip
 
     # -- faults --------------------------------------------------------------------------
     def _annotate(self, f: ExecFault) -> ExecFault:
