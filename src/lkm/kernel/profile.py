@@ -82,6 +82,10 @@ class KernelProfile:
         add_unformed_module, stricter ELF checks (6.12's behaviour)."""
         return self.version[:2] >= (6, 4)
 
+    def cache_path(self, suffix: str) -> Path:
+        """Where data derived from this profile's source is cached (``.btf``: kernel/layouts.py)."""
+        return _cache_dir() / f"{_fingerprint(self.source)}{suffix}"
+
     # -- persistence -------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
         names = sorted(self.exports)
