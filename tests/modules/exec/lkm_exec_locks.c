@@ -23,6 +23,7 @@ static int __init lkm_exec_locks_init(void)
 {
 	struct device_ctx *ctx;
 	unsigned long flags;
+	int ret, zero;
 
 	mutex_lock(&config_lock);
 	pr_info("mutex held: is_locked %d, trylock %d\n", mutex_is_locked(&config_lock),
@@ -50,8 +51,10 @@ static int __init lkm_exec_locks_init(void)
 
 	atomic_inc(&events);
 	atomic_add(5, &events);
-	pr_info("atomic: inc_return %d, dec_and_test %d, read %d\n", atomic_inc_return(&events),
-		atomic_dec_and_test(&events), atomic_read(&events));
+	ret = atomic_inc_return(&events);
+	zero = atomic_dec_and_test(&events);
+	pr_info("atomic: inc_return %d, dec_and_test %d, read %d\n", ret, zero,
+		atomic_read(&events));
 
 	ctx = kzalloc(sizeof(*ctx), GFP_KERNEL);
 	if (!ctx)

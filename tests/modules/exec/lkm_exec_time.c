@@ -32,7 +32,7 @@ static int __init lkm_exec_time_init(void)
 	udelay(50);
 	mdelay(2);
 	us = ktime_us_delta(ktime_get(), t0);
-	pr_info("udelay(50) + mdelay(2): at least 2050 us: %s\n", us >= 2050 ? "yes" : "no");
+	pr_info("udelay(50) + mdelay(2) took %lld us\n", us);
 	pr_info("wall clock after 2020: %s\n",
 		ktime_get_real_seconds() > 1577836800 ? "yes" : "no");
 	return 0;
