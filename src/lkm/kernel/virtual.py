@@ -26,6 +26,7 @@ from lkm.compress import decompress, detect
 from lkm.errors import CompressionError, KernelError, LkmError
 from lkm.kernel import taint as T
 from lkm.kernel.backend import KernelBackend
+from lkm.kernel.exec.state import ExecKernelState, exec_enter, exec_error
 from lkm.kernel.module.main import (
     STATE_PROC,
     STATE_SYSFS,
@@ -186,7 +187,7 @@ class VirtualKernel(KernelBackend):
     with its own symbol_address/run_init/run_exit hooks runs module code.
     """
 
-    state_type: type[KernelState] = KernelState
+    state_type: type[KernelState] = ExecKernelState
 
     def __init__(self, directory: str | os.PathLike[str], profile: KernelProfile) -> None:
         self.dir = Path(directory)
@@ -285,9 +286,13 @@ class VirtualKernel(KernelBackend):
     def _transaction(self) -> Iterator[KernelState]:
         with self._lock():
             k = self._load(fresh=True)
+            if isinstance(k, ExecKernelState):
+                k.attach(self.dir, self._boot)
             try:
                 yield k
             finally:
+                if isinstance(k, ExecKernelState):
+                    k.commit()
                 self._save()
                 self._key = None
 
@@ -346,11 +351,17 @@ class VirtualKernel(KernelBackend):
             if k.modules_disabled:
                 raise KernelError(errno.EPERM)
             log = Printk(k.once)
+            exec_enter(k, log, self.comm)
             try:
                 if flags & MODULE_INIT_COMPRESSED_FILE:
                     data = self._decompress(data, log)
                 load_module(k, data, params.split("\0", 1)[0], flags, comm=self.comm,
                             path=path, log=log)
+            except KernelError as e:
+                missing = exec_error(k)
+                if missing is not None and e.errno == errno.ENOSYS:
+                    raise missing from None
+                raise
             finally:
                 self._append(log.records)
 
@@ -372,6 +383,7 @@ class VirtualKernel(KernelBackend):
             if k.modules_disabled:
                 raise KernelError(errno.EPERM)
             log = Printk(k.once)
+            exec_enter(k, log, "rmmod")
             try:
                 delete_module(k, name, flags, log)
             finally:
@@ -395,8 +407,17 @@ class VirtualKernel(KernelBackend):
 
     # -- views ---------------------------------------------------------------------------
     def read_text(self, path: str) -> str:
+        p = _norm(path)
+        if "/parameters/" in p and p.startswith("/sys/module/"):
+            with self._transaction() as k:  # a parameter's get may be module code
+                log = Printk(k.once)
+                exec_enter(k, log, self.comm)
+                try:
+                    return render(k, p)
+                finally:
+                    self._append(log.records)
         k = self.state()
-        return render(k, _norm(path))
+        return render(k, p)
 
     def list_dir(self, path: str) -> list[str]:
         k = self.state()
@@ -407,6 +428,7 @@ class VirtualKernel(KernelBackend):
         p = _norm(path)
         with self._transaction() as k:
             log = Printk(k.once)
+            exec_enter(k, log, self.comm)
             try:
                 write(k, p, value, log)
             finally:
@@ -497,7 +519,7 @@ def render(k: KernelState, path: str) -> str:
     if len(parts) >= 3 and parts[0] == "sys" and parts[1] == "module":
         m = k.find_module(parts[2])
         if m is not None:
-            return _render_module(m, parts[3:], p)
+            return _render_module(m, parts[3:], p, k)
         if parts[2] in k.profile.builtin_sysfs or parts[2] == "module":
             if parts[3:] == ["uevent"]:
                 raise _oserr(errno.EACCES, p)
@@ -508,7 +530,7 @@ def render(k: KernelState, path: str) -> str:
     raise _oserr(errno.ENOENT, p)
 
 
-def _render_module(m: Module, rest: list[str], p: str) -> str:
+def _render_module(m: Module, rest: list[str], p: str, k: KernelState | None = None) -> str:
     entries = _module_entries(m)
     if not rest:
         raise _oserr(errno.EISDIR, p)
@@ -530,7 +552,8 @@ def _render_module(m: Module, rest: list[str], p: str) -> str:
             if kp.perm and kp.name == leaf:
                 if not kp.perm & 0o444:
                     raise _oserr(errno.EACCES, p)
-                return param_get(kp)
+                shown = k.param_show(m, kp) if isinstance(k, ExecKernelState) else None
+                return param_get(kp) if shown is None else shown
     elif name == "holders":
         if leaf in m.sources:
             raise _oserr(errno.EISDIR, p)
@@ -582,6 +605,8 @@ def listing(k: KernelState, path: str) -> list[str]:
 
 
 def write(k: KernelState, path: str, value: str, log: Printk) -> None:
+    if isinstance(k, ExecKernelState) and k.proc_write(path, value):
+        return
     """A write to a /sys or /proc file, validated as the kernel does."""
     if path == "/sys/module/module/parameters/sig_enforce":
         rv, b = kstrtobool(value)
@@ -634,7 +659,10 @@ def write(k: KernelState, path: str, value: str, log: Printk) -> None:
                 if kp.perm and kp.name == parts[4]:
                     def unsafe(_kp: object) -> None:
                         k.add_taint(T.TAINT_USER, log)
-                    rv = sysfs_store(kp, value, log, on_unsafe=unsafe)
+                    stored = k.param_store(m, kp, value, log) \
+                        if isinstance(k, ExecKernelState) else None
+                    rv = sysfs_store(kp, value, log, on_unsafe=unsafe) if stored is None \
+                        else stored
                     if rv:
                         raise _oserr(-rv, path)
                     return

@@ -90,6 +90,7 @@ class KData:
 
 FUNCTIONS: dict[str, KFunc] = {}
 DATA: dict[str, KData] = {}
+DATA_ALIASES: dict[str, str] = {}  # another name for the same data (jiffies_64: jiffies)
 NATIVE: dict[str, bytes] = {}
 SUBSTATES: dict[str, type[Any]] = {}
 
@@ -117,6 +118,12 @@ def kdata(name: str, size: int | Callable[[Kernel], int], *, percpu: bool = Fals
         return init
 
     return deco
+
+
+def kdata_alias(name: str, target: str) -> None:
+    """``name`` is the same object as the data symbol ``target`` (the linker script's
+    ``jiffies = jiffies_64``)."""
+    DATA_ALIASES[name] = target
 
 
 def native(name: str, code: bytes) -> None:
@@ -196,7 +203,8 @@ class Kernel:
         got = self._subs.get(name)
         if got is None:
             saved = self._saved.pop(name, None)
-            got = cls.from_json(self, saved) if saved is not None else cls(self)  # type: ignore[attr-defined]
+            c: Any = cls
+            got = c.from_json(self, saved) if saved is not None else c(self)
             self._subs[name] = got
         return got  # type: ignore[no-any-return]
 

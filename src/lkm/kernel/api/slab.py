@@ -104,13 +104,13 @@ class Slab:
         self.freed_large: set[int] = set()
         self.heap_next = abi.HEAP_BASE
         self.heap_end = abi.HEAP_BASE
-        self.kmalloc: dict[int, int] = {}  # kmalloc index -> normal cache address
+        self.kmalloc_caches: dict[int, int] = {}  # kmalloc index -> normal cache
 
     def to_json(self) -> dict[str, Any]:
         return {"caches": [c.to_json() for c in self.caches.values()],
                 "pages": sorted(self.page_cache.items()), "large": sorted(self.large.items()),
                 "freed_large": sorted(self.freed_large), "next": self.heap_next,
-                "end": self.heap_end, "kmalloc": sorted(self.kmalloc.items())}
+                "end": self.heap_end, "kmalloc": sorted(self.kmalloc_caches.items())}
 
     @classmethod
     def from_json(cls, k: Kernel, d: dict[str, Any]) -> Slab:
@@ -120,7 +120,7 @@ class Slab:
         s.large = {int(a): int(n) for a, n in d["large"]}
         s.freed_large = set(d["freed_large"])
         s.heap_next, s.heap_end = d["next"], d["end"]
-        s.kmalloc = {int(i): int(c) for i, c in d["kmalloc"]}
+        s.kmalloc_caches = {int(i): int(c) for i, c in d["kmalloc"]}
         return s
 
     # -- pages ---------------------------------------------------------------------------
@@ -147,10 +147,10 @@ class Slab:
 
     def kmalloc_cache(self, size: int) -> Cache:
         index = kmalloc_index(size)
-        addr = self.kmalloc.get(index)
+        addr = self.kmalloc_caches.get(index)
         if addr is None:
             self.k.symbol("kmalloc_caches")  # creates them
-            addr = self.kmalloc[index]
+            addr = self.kmalloc_caches[index]
         return self.caches[addr]
 
     def alloc(self, c: Cache, flags: int) -> int:
@@ -234,7 +234,7 @@ def _kmalloc_caches_size(k: Kernel) -> int:
     if lay is not None:
         try:
             return lay.sizeof("kmalloc_caches")
-        except Exception:  # noqa: BLE001 - not a type name in every BTF reader
+        except Exception:
             pass
     return 4 * (KMALLOC_SHIFT_HIGH + 1) * 8
 
@@ -254,7 +254,7 @@ def _init_kmalloc_caches(k: Kernel, addr: int) -> None:
             caddr = k.rt.kdata_alloc(256, 64)
             s.create(caddr, name, size)
             if t == 0:
-                s.kmalloc[i] = caddr
+                s.kmalloc_caches[i] = caddr
             k.mem.write_u64(addr + (t * per + i) * 8, caddr)
 
 

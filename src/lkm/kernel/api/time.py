@@ -179,8 +179,8 @@ def jiffies64_to_nsecs(k: Kernel, j: int) -> int:
     return j * (NSEC_PER_SEC // hz(k))
 
 
-@kfunc("jiffies64_to_msecs")
-def jiffies64_to_msecs_(k: Kernel, j: int) -> int:
+@kfunc()
+def jiffies64_to_msecs(k: Kernel, j: int) -> int:
     return j * (1000 // hz(k))
 
 
@@ -189,8 +189,8 @@ def nsecs_to_jiffies(k: Kernel, n: int) -> int:
     return n // (NSEC_PER_SEC // hz(k))
 
 
-@kfunc("nsecs_to_jiffies64")
-def nsecs_to_jiffies64_(k: Kernel, n: int) -> int:
+@kfunc()
+def nsecs_to_jiffies64(k: Kernel, n: int) -> int:
     return n // (NSEC_PER_SEC // hz(k))
 
 

@@ -107,8 +107,21 @@ class Runtime:
     """One virtual kernel's running part (per process; its memory persists through
     :mod:`lkm.kernel.exec.snapshot`)."""
 
-    def __init__(self, kstate: KernelState, layouts: Any = None, comm: str = "insmod") -> None:
+    def __init__(self, kstate: KernelState, layouts: Any = None, comm: str = "insmod",
+                 boot: float = 0.0, uts_version: str = "") -> None:
         self.kstate = kstate
+        self.boot = boot
+        self.uts_version = uts_version
+        self.path = ""  # the system call module code runs under: "init", "exit", "param"
+        self.die_counter = 0
+        self.last_unloaded_module = ""
+        self.watchdog_thresh = 10
+        self.watchdog = "nowatchdog" not in kstate.cmdline.split()
+        self.softlockup_touch = 0
+        self.softlockup_reported = False
+        self.irqs_enabled = True
+        self.printk_open: Any = None
+        self.task: Any = None
         self.profile = kstate.profile
         self.layouts = layouts
         self.comm = comm
@@ -142,13 +155,76 @@ class Runtime:
         if self._machine is None:
             from lkm.kernel.exec.machine import Machine
 
-            self._machine = Machine(self.mem, self._on_stub, self._on_trap)
+            self._machine = Machine(self.mem, self._on_stub, self._on_trap,
+                                    on_tick=self._on_tick)
             self._machine.new_stack(self.stack.end)
         return self._machine
 
     def call(self, addr: int, args: Sequence[int] = (), budget: int | None = None) -> int:
         """Call code at ``addr`` (outermost: on a fresh kernel stack)."""
         return self.machine.call(addr, args, budget)
+
+    def _on_tick(self, rip: int) -> None:
+        """The timer interrupt: a jiffy passes; the soft-lockup watchdog looks."""
+        from lkm.kernel.api import time as ktime
+        from lkm.kernel.exec import oops
+
+        ktime.tick(self.kernel)
+        if not self.watchdog or not self.watchdog_thresh:
+            return
+        clock = ktime.clock(self.kernel)
+        stuck = (clock.mono_ns - self.softlockup_touch) // ktime.NSEC_PER_SEC
+        if stuck >= 2 * self.watchdog_thresh and not self.softlockup_reported:
+            self.softlockup_reported = True
+            oops.soft_lockup(self, stuck, self.machine.registers())
+
+    def touch_softlockup(self) -> None:
+        """The task scheduled: the watchdog's timestamp is touched."""
+        from lkm.kernel.api import time as ktime
+
+        self.softlockup_touch = ktime.clock(self.kernel).mono_ns
+        self.softlockup_reported = False
+
+    def current(self) -> Any:
+        from lkm.kernel.api.sched import task
+
+        return task(self.kernel)
+
+    def last_unloaded(self) -> str:
+        return self.last_unloaded_module
+
+    def stub_regs(self) -> dict[str, int]:
+        """The registers as the kernel function in progress was entered."""
+        m = self.machine
+        regs = m.registers()
+        if m.frames:
+            f = m.frames[-1]
+            regs.update(rip=f.addr, rsp=f.rsp, caller=f.caller)
+            for name, v in zip(abi.ARG_REGS, f.regs, strict=False):
+                regs[name] = v
+        return regs
+
+    def function_start(self, pc: int) -> int:
+        found = self.kallsyms(pc)
+        return pc - found[1] if found is not None else pc
+
+    def thunk_addresses(self) -> set[int]:
+        return {a for n, a in self.symbols.items() if n.startswith("__x86_indirect_thunk_")}
+
+    def in_module_text(self, addr: int) -> bool:
+        for code in self.code.values():
+            r = code.memory.region_at(addr)
+            if r is not None and "x" in r.perm:
+                return True
+        return False
+
+    def symbolize_return(self, addr: int) -> str:
+        """%pB of a return address: the symbol of the call (addr - 1), offset + 1."""
+        found = self.kallsyms(addr - 1)
+        if found is None:
+            return f"0x{addr:x}"
+        name, off, size, mod = found
+        return f"{name}+{off + 1:#x}/{size:#x}" + (f" [{mod}]" if mod else "")
 
     # -- kernel symbols ------------------------------------------------------------------
     def symbol_address(self, name: str) -> int:
@@ -161,7 +237,9 @@ class Runtime:
             s = code.memory.symbol(name)
             if s is not None and s.bind != 0 and name in self._exports_of(code.name):
                 return s.addr
-        if name in api.NATIVE:
+        if name in api.DATA_ALIASES:
+            addr = self.symbol_address(api.DATA_ALIASES[name])
+        elif name in api.NATIVE:
             addr = self._place_native(name, api.NATIVE[name])
         elif name in api.DATA:
             addr = self._place_data(api.DATA[name])
@@ -197,6 +275,10 @@ class Runtime:
             self.kdata_end += n
         self.next_kdata = end
         return addr
+
+    def percpu_address(self, name: str) -> int:
+        """The address of a per-CPU variable of CPU 0 (its symbol is an offset)."""
+        return abi.PERCPU_BASE + self.symbol_address(name)
 
     def percpu_alloc(self, size: int, align: int = 8) -> int:
         off = (self.next_percpu + align - 1) & ~(align - 1)
