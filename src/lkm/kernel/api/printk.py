@@ -14,13 +14,12 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
+from lkm.kernel.api import printk_fmt
 from lkm.kernel.api import vsprintf as vs
 from lkm.kernel.api.core import ArgSource, Kernel, kfunc, substate
 from lkm.kernel.exec.abi_x86_64 import VaList
 from lkm.kernel.exec.memory import MemoryFault
 
-DEFAULT_MESSAGE_LOGLEVEL = 4
-LOG_LINE_MAX = 1024 - 32  # PRINTKRB_RECORD_MAX less the prefix room: what vsnprintf gets
 
 
 class _Machine:
@@ -109,38 +108,29 @@ def _va(k: Kernel, va: int) -> Iterator[int]:
 
 def parse_prefix(text: bytes) -> tuple[int, bool, bytes]:
     """printk_parse_prefix(): (level or -1, KERN_CONT seen, the text after the prefixes)."""
-    level, cont = -1, False
-    while len(text) >= 2 and text[0] == 1:
-        c = text[1]
-        if 0x30 <= c <= 0x37:
-            if level == -1:
-                level = c - 0x30
-        elif c == ord("c"):
-            cont = True
-        elif c != ord("d"):
-            break
-        text = text[2:]
-    return level, cont, text
+    level, flags, n = printk_fmt.printk_parse_prefix(text[:7])
+    return level, bool(flags & printk_fmt.LOG_CONT), text[n:]
 
 
-def emit(k: Kernel, text: bytes, level: int = -1) -> int:
-    """vprintk_store() of formatted text (prefixes included); the length stored."""
-    plevel, cont, body = parse_prefix(text[:LOG_LINE_MAX])
-    if level == -1:
-        level = plevel
-    newline = body.endswith(b"\n")
-    if newline:
-        body = body[:-1]
-    s = body.decode("utf-8", "surrogateescape")
-    log = k.log
+def emit(k: Kernel, text: bytes, level: int = -1, dev_info: bool = False) -> int:
+    """vprintk_store() of formatted text into the syscall's log; what printk returns."""
     rt = k.rt
-    if cont and getattr(rt, "printk_open", None) is log and log.records:
+    log = k.log
+    pid = rt.current().pid
+    last = rt.printk_open if getattr(rt, "printk_log", None) is log and log.records else None
+    st = printk_fmt.vprintk_store(text, k.version, caller_id=pid, last=last, level=level,
+                                  dev_info=dev_info)
+    s = st.text.decode("utf-8", "surrogateescape")
+    if st.append and last is not None:
         lv, prev = log.records[-1]
         log.records[-1] = (lv, prev + s)
+        total = last.text_len + len(st.text)
     else:
-        log.records.append((DEFAULT_MESSAGE_LOGLEVEL if level == -1 else level, s))
-    rt.printk_open = None if newline else log
-    return len(body)
+        log.records.append((st.level, s))
+        total = len(st.text)
+    rt.printk_log = log
+    rt.printk_open = None if st.final else printk_fmt.OpenRecord(pid, total)
+    return st.ret
 
 
 def printk(k: Kernel, level: int, text: str) -> None:
@@ -204,12 +194,12 @@ def dev_name(k: Kernel, dev: int) -> str:
 
 
 def _dev_print(k: Kernel, level: int, dev: int, fmt: int, args: ArgSource) -> int:
+    """__dev_printk(): "driver device: message", a final record at the given level."""
     msg = format_text(k, fmt, args)
     if dev:
         head = f"{dev_driver_string(k, dev)} {dev_name(k, dev)}: ".encode()
-    else:
-        head = b"(NULL device *): "
-    return emit(k, head + msg, level)
+        return emit(k, head + msg, level, dev_info=True)
+    return emit(k, b"\x01" + bytes((0x30 + level,)) + b"(NULL device *): " + msg)
 
 
 def _dev_level(level: int) -> Any:

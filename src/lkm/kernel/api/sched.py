@@ -195,6 +195,7 @@ def schedule_debug(k: Kernel) -> None:
     if count:
         t = task(k)
         oops.schedule_bug(k.rt, t.comm, t.pid, count + 1, k.caller)
+        preempt_add(k, -count)  # preempt_count_set(PREEMPT_DISABLED), less schedule's own
     k.rt.touch_softlockup()
 
 

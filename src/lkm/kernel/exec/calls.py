@@ -92,7 +92,23 @@ def run_init(rt: Runtime, mod: Module) -> int:
         rt.irqs_enabled = True
     if msg:
         oops.initcall_imbalance(rt, mm.init, msg.rstrip())
+    if ret > 0:
+        suspicious_return(rt, mod, ret)
+        return 0
     return ret
+
+
+def suspicious_return(rt: Runtime, mod: Module, ret: int) -> None:
+    """do_init_module(): a positive return is loaded anyway, with a warning and a stack
+    dump (which is why the warning is printed here rather than by the loader)."""
+    from lkm.kernel.api.printk import printk
+    from lkm.kernel.exec import oops
+
+    printk(rt.kernel, 4, f"do_init_module: '{mod.name}'->init suspiciously returned {ret}, "
+                         "it should follow 0/-E convention\ndo_init_module: loading module "
+                         "anyway...")
+    oops.dump_stack_print_info(rt)
+    oops.call_trace(rt, [], oops.text_of(rt).stacks.get("init_positive", ()), skip=2)
 
 
 def run_exit(rt: Runtime, mod: Module) -> None:

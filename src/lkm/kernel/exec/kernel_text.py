@@ -24,6 +24,7 @@ class KernelText:
     lines: dict[str, int] = field(default_factory=dict)  # their source lines
     stacks: dict[str, tuple[str, ...]] = field(default_factory=dict)  # dump_stack() paths
     syscall_nr: dict[str, int] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)  # kallsyms sizes of functions
     oops_prefix: str = ""  # 6.12 prefixes die()'s string with "Oops: "
     uid_in_cpu_line: bool = False  # 6.12: "CPU: 0 UID: 0 PID: ..."
     verbose_taint: bool = False  # 6.12: "Tainted: [O]=OOT_MODULE, ..."
@@ -42,8 +43,10 @@ DEBIAN_6_1 = KernelText(
     lines={"slab_double_free": 419, "initcall_imbalance": 1284},
     stacks={"msleep": ("dump_stack_lvl+0x44/0x5c", "__schedule_bug.cold+0x42/0x4e",
                        "__schedule+0x804/0xa00", "schedule+0x5a/0xd0",
-                       "schedule_timeout+0x94/0x150", "msleep+0x29/0x40")},
+                       "schedule_timeout+0x94/0x150", "msleep+0x29/0x40"),
+            "init_positive": ("dump_stack_lvl+0x44/0x5c", "do_init_module.cold+0x21/0x26")},
     syscall_nr=_SYSCALLS,
+    sizes={"kfree": 0x110},
 )
 
 DEBIAN_6_12 = KernelText(
@@ -58,8 +61,10 @@ DEBIAN_6_12 = KernelText(
     lines={"slab_double_free": 550, "initcall_imbalance": 1253},
     stacks={"msleep": ("dump_stack_lvl+0x64/0x80", "__schedule_bug+0x56/0x70",
                        "__schedule+0x9fa/0xbf0", "schedule+0x27/0xc0",
-                       "schedule_timeout+0x9e/0x170", "msleep+0x2b/0x40")},
+                       "schedule_timeout+0x9e/0x170", "msleep+0x2b/0x40"),
+            "init_positive": ("dump_stack_lvl+0x64/0x80", "do_init_module+0x8e/0x270")},
     syscall_nr=_SYSCALLS,
+    sizes={"kfree": 0x370},
     oops_prefix="Oops: ",
     uid_in_cpu_line=True,
     verbose_taint=True,

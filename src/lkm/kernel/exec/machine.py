@@ -289,6 +289,23 @@ class Machine:
                 self.on_tick(rip)
             begin = rip
 
+    def step_after(self, code: bytes, limit: int = 64) -> None:
+        """Single-step until the instruction just executed is ``code`` (an interrupt is
+        taken at the end of a slow instruction such as ``pause``), at most ``limit``."""
+        for _ in range(limit):
+            rip = self.reg("rip")
+            try:
+                if self.mem.read(rip - len(code), len(code)) == code:
+                    return
+            except Exception:  # noqa: BLE001 - the bytes before rip are not mapped
+                pass
+            try:
+                self.uc.emu_start(rip, abi.RET_TRAP, count=1)
+            except self._U.UcError:
+                return
+            if self._pending is not None or self.reg("rip") == abi.RET_TRAP:
+                return
+
     # -- faults --------------------------------------------------------------------------
     def _annotate(self, f: ExecFault) -> ExecFault:
         f.regs = self.registers()

@@ -229,6 +229,7 @@ def _pf_lines(rt: Runtime, f: PageFault) -> None:
 def die(rt: Runtime, f: ExecFault) -> int:
     """Print the oops for a fault of module code; the signal the task dies of."""
     kt = text_of(rt)
+    rt.kstate.debug_locks = False  # oops_enter(): debug_locks_off(), silently
     regs = dict(f.regs)
     rip = regs.get("rip", f.rip)
     sig = signal.SIGSEGV
@@ -281,11 +282,12 @@ def die(rt: Runtime, f: ExecFault) -> int:
         _out(rt, KERN_DEFAULT, f"CR2: {f.address:016x}")
     print_oops_end_marker(rt)
     show_regs(rt, regs, rip_text, cr2)
-    rt.kstate.add_taint(TAINT_DIE, rt.printk, now_unreliable=True)
+    rt.kstate.add_taint(TAINT_DIE, rt.printk)
     return sig
 
 
 def panic(rt: Runtime, f: Panic) -> int:
+    rt.kstate.debug_locks = False
     _out(rt, KERN_EMERG, f"Kernel panic - not syncing: {f.text}")
     dump_stack_print_info(rt)
     call_trace(rt, unwind(rt, f.regs.get("rsp", 0), f.rip))

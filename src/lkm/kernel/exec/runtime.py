@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from lkm.kernel.module.state import KernelState, ModuleMemory
 
 KDATA_CHUNK = 0x10000
+PAUSE = b"\xf3\x90"  # cpu_relax(): the instruction a busy wait is interrupted after
 FIXED_PERCPU = 0x40  # struct fixed_percpu_data: gs_base[40], stack_canary at 0x28
 STACK_CANARY = 0x5A3C0FF1CE5EED00  # the boot's canary (any value without a NUL low byte)
 
@@ -86,21 +87,28 @@ class LoadedCode:
     def contains(self, addr: int) -> bool:
         return any(r.base <= addr < r.end for r in self.memory.regions)
 
-    def lookup(self, addr: int) -> tuple[str, int, int] | None:
+    def lookup(self, addr: int, modern: bool = True) -> tuple[str, int, int] | None:
         """find_kallsyms_symbol(): the closest preceding symbol; its size reaches the next
-        symbol or the end of the region (kernel/module/kallsyms.c)."""
+        symbol or the end of the allocation holding ``addr`` (6.4+), of the layout's text
+        (6.1: a data symbol's size wraps below zero there, as the kernel prints it)."""
         region = self.memory.region_at(addr)
         if region is None:
             return None
-        best, bestval, nextval = None, 0, region.end
+        nextval = region.end
+        if not modern:
+            want = "init_text" if region.kind.startswith("init") else "text"
+            text = next((r for r in self.memory.regions if r.kind == want), None)
+            if text is not None:
+                nextval = text.end
+        best, bestval = None, 0
         for val, name in self.symbols():
             if val <= addr and val > bestval:
                 best, bestval = name, val
             if addr < val < nextval:
                 nextval = val
-        if best is None or not region.base <= bestval:
+        if best is None:
             return None
-        return best, addr - bestval, nextval - bestval
+        return best, addr - bestval, (nextval - bestval) & abi.MASK64
 
 
 class Runtime:
@@ -121,6 +129,7 @@ class Runtime:
         self.softlockup_reported = False
         self.irqs_enabled = True
         self.printk_open: Any = None
+        self.printk_log: Any = None
         self.task: Any = None
         self.profile = kstate.profile
         self.layouts = layouts
@@ -176,6 +185,7 @@ class Runtime:
         stuck = (clock.mono_ns - self.softlockup_touch) // ktime.NSEC_PER_SEC
         if stuck >= 2 * self.watchdog_thresh and not self.softlockup_reported:
             self.softlockup_reported = True
+            self.machine.step_after(PAUSE)
             oops.soft_lockup(self, stuck, self.machine.registers())
 
     def touch_softlockup(self) -> None:
@@ -250,7 +260,8 @@ class Runtime:
                 raise MemoryError("stub area full")
             self.sizes[name] = abi.STUB_SLOT
         self.symbols[name] = addr
-        self.names[addr] = name
+        if addr >= abi.KERNEL_TEXT:  # not a per-CPU offset
+            self.names[addr] = name
         return addr
 
     def _exports_of(self, modname: str) -> dict[str, Any]:
@@ -275,6 +286,16 @@ class Runtime:
             self.kdata_end += n
         self.next_kdata = end
         return addr
+
+    def kdata_scratch(self, data: bytes) -> int:
+        """Constant bytes in kernel data (a format string the kernel itself passes)."""
+        key = f"scratch:{data!r}"
+        got = self.symbols.get(key)
+        if got is None:
+            got = self.kdata_alloc(len(data), 8)
+            self.mem.write(got, data)
+            self.symbols[key] = got
+        return got
 
     def percpu_address(self, name: str) -> int:
         """The address of a per-CPU variable of CPU 0 (its symbol is an offset)."""
@@ -396,8 +417,9 @@ class Runtime:
 
     # -- kallsyms ------------------------------------------------------------------------
     def kallsyms(self, addr: int) -> tuple[str, int, int, str | None] | None:
+        modern = self.profile.modern
         for code in self.code.values():
-            found = code.lookup(addr)
+            found = code.lookup(addr, modern)
             if found is not None:
                 return found[0], found[1], found[2], code.name
         return self._kernel_symbol(addr)
@@ -412,6 +434,13 @@ class Runtime:
         base = addrs[i]
         name = self.names[base]
         size = self.sizes.get(name, 0)
+        from lkm.kernel.exec.kernel_text import kernel_text
+
+        real = kernel_text(self.profile.release, self.profile.version).sizes.get(name)
+        if real is not None:
+            if addr >= base + size:
+                return None
+            return name, addr - base, real, None
         if addr >= base + max(size, 1):
             return None
         return name, addr - base, size, None
@@ -458,5 +487,5 @@ def load_api() -> None:
     _loaded = True
 
 
-API_FILES = ("compiler", "slab", "string", "printk", "sched", "time", "locking", "module",
-             "moduleparam", "panic")
+API_FILES = ("compiler", "slab", "string", "printk", "hexdump", "sched", "time", "locking",
+             "module", "moduleparam", "panic", "paravirt")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lkm.errors import LkmError
+from lkm.kernel.exec.abi_x86_64 import KERNEL_TEXT
 from lkm.kernel.exec.memory import PAGE_SIZE
 
 if TYPE_CHECKING:
@@ -125,7 +126,8 @@ def loads(rt: Runtime, data: bytes) -> None:
             mod.memory = mm
             rt.attach(name, mm)
     rt.symbols = dict(meta["symbols"])
-    rt.names = {a: s for s, a in rt.symbols.items()}
+    rt.names = {a: s for s, a in rt.symbols.items()
+                if a >= KERNEL_TEXT and not s.startswith("scratch:")}
     rt.sizes = dict(meta["sizes"])
     (rt.next_stub, rt.next_native, rt.next_kdata, rt.kdata_end, rt.next_percpu) = meta["next"]
     rt.kernel.load_json(meta["kernel"])
