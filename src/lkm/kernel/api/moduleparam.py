@@ -21,8 +21,8 @@ PAGE_SIZE = 4096
 
 # type -> (set, get, free, flags)
 _STANDARD: dict[str, tuple[str, str, str | None, int]] = {
-    t: (f"param_set_{t}", f"param_get_{t}", None, 0) for t in ("byte", "short", "ushort", "int", "uint", "long", "ulong", "ullong",
-                       "hexint")}
+    t: (f"param_set_{t}", f"param_get_{t}", None, 0)
+    for t in ("byte", "short", "ushort", "int", "uint", "long", "ulong", "ullong", "hexint")}
 _STANDARD.update({
     "bool": ("param_set_bool", "param_get_bool", None, KERNEL_PARAM_OPS_FL_NOARG),
     "bint": ("param_set_bint", "param_get_int", None, KERNEL_PARAM_OPS_FL_NOARG),

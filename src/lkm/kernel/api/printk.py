@@ -21,7 +21,6 @@ from lkm.kernel.exec.abi_x86_64 import VaList
 from lkm.kernel.exec.memory import MemoryFault
 
 
-
 class _Machine:
     """What vsprintf reads, over the running kernel (the VsprintfMachine protocol)."""
 

@@ -297,7 +297,7 @@ class Machine:
             try:
                 if self.mem.read(rip - len(code), len(code)) == code:
                     return
-            except Exception:  # noqa: BLE001 - the bytes before rip are not mapped
+            except Exception:
                 pass
             try:
                 self.uc.emu_start(rip, abi.RET_TRAP, count=1)
