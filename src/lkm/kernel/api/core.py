@@ -67,6 +67,8 @@ class Layouts(Protocol):
 
     def sizeof(self, t: int | str) -> int: ...
 
+    def field(self, struct_: int | str, path: str) -> Any: ...
+
 
 @dataclass(frozen=True)
 class KFunc:

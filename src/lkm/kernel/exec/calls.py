@@ -173,6 +173,12 @@ def apply_args(rt: Runtime, mod: Module) -> int:
         param, val, args = next_arg(args)
         if val is None and param == "--":
             break
+        if param.split(".", 1)[-1] == "dyndbg" and rt.profile.enabled("DYNAMIC_DEBUG"):
+            from lkm.kernel.api.dynamic_debug import exec_queries
+
+            assert mod.memory is not None
+            exec_queries(rt.kernel, mod.memory, mod.name, val if val is not None else "+p")
+            continue
         for kp, addr in kps:
             if parameq(param, kp.name):
                 ret = _set(rt, addr, val)

@@ -169,6 +169,11 @@ class Runtime:
             self._machine.new_stack(self.stack.end)
         return self._machine
 
+    def code_changed(self) -> None:
+        """Module text was rewritten (jump labels): drop stale translations."""
+        if self._machine is not None:
+            self._machine.uc.ctl_flush_tb()
+
     def call(self, addr: int, args: Sequence[int] = (), budget: int | None = None) -> int:
         """Call code at ``addr`` (outermost: on a fresh kernel stack)."""
         return self.machine.call(addr, args, budget)
@@ -488,4 +493,4 @@ def load_api() -> None:
 
 
 API_FILES = ("compiler", "slab", "string", "printk", "hexdump", "sched", "time", "locking",
-             "module", "moduleparam", "panic", "paravirt")
+             "module", "moduleparam", "panic", "paravirt", "dynamic_debug")
