@@ -69,6 +69,10 @@ class Layouts(Protocol):
 
     def field(self, struct_: int | str, path: str) -> Any: ...
 
+    def enum(self, name: str) -> dict[str, int]: ...
+
+    def nested_members(self, struct_: str) -> list[tuple[str, int]]: ...
+
 
 @dataclass(frozen=True)
 class KFunc:

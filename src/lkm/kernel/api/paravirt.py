@@ -51,13 +51,8 @@ def _pv_ops_size(k: Kernel) -> int:
 @kdata("pv_ops", _pv_ops_size, align=64)
 def _pv_ops(k: Kernel, addr: int) -> None:
     lay: Any = k.layouts
-    top = lay.resolve("paravirt_patch_template")
-    for group in lay.members(top):
-        gt = lay.resolve(group.type)
-        for op in lay.members(gt):
-            path = f"{group.name}.{op.name}"
-            name = NATIVE_OPS.get(path, f"pv_ops.{path}")
-            k.mem.write_u64(addr + (group.bit_offset + op.bit_offset) // 8, k.symbol(name))
+    for path, off in lay.nested_members("paravirt_patch_template"):
+        k.mem.write_u64(addr + off, k.symbol(NATIVE_OPS.get(path, f"pv_ops.{path}")))
 
 
 @kfunc()

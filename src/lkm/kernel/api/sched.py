@@ -82,7 +82,7 @@ def _pcpu_hot(k: Kernel) -> int | None:
     """The address of pcpu_hot (6.4+), or None when this kernel has none."""
     try:
         k.layouts.sizeof("pcpu_hot")
-    except Exception:
+    except LookupError:  # no such struct before 6.4
         return None
     return k.rt.percpu_address("pcpu_hot")  # type: ignore[no-any-return]
 

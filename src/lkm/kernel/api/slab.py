@@ -230,13 +230,10 @@ def kmalloc(k: Kernel, size: int, flags: int = 0) -> int:
 # -- the kmalloc caches ------------------------------------------------------------------
 
 def _kmalloc_caches_size(k: Kernel) -> int:
-    lay = k.layouts
-    if lay is not None:
-        try:
-            return lay.sizeof("kmalloc_caches")
-        except Exception:
-            pass
-    return 4 * (KMALLOC_SHIFT_HIGH + 1) * 8
+    """kmem_buckets kmalloc_caches[NR_KMALLOC_TYPES] (enum kmalloc_cache_type)."""
+    lay: Any = k.layouts
+    ntypes = lay.enum("kmalloc_cache_type").get("NR_KMALLOC_TYPES", 4)
+    return int(ntypes) * (KMALLOC_SHIFT_HIGH + 1) * 8
 
 
 @kdata("kmalloc_caches", _kmalloc_caches_size, align=64)

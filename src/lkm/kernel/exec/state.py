@@ -65,9 +65,11 @@ class ExecKernelState(KernelState):
         """Why module code cannot run on this kernel (None: it can)."""
         if self._why is None and self._rt is None:
             try:
-                from lkm.kernel.layouts import layouts
+                from lkm.kernel.exec.structs import StructLayouts
 
-                layouts(self.profile)
+                sl = StructLayouts(self.profile)
+                if not sl.known:
+                    sl.btf()
                 self._why = ""
             except Exception as e:
                 self._why = str(e) or type(e).__name__
@@ -77,9 +79,9 @@ class ExecKernelState(KernelState):
         if self._rt is None:
             from lkm.kernel.exec import snapshot
             from lkm.kernel.exec.runtime import Runtime
-            from lkm.kernel.layouts import layouts
+            from lkm.kernel.exec.structs import StructLayouts
 
-            rt = Runtime(self, layouts(self.profile), comm=self.comm, boot=self.boot,
+            rt = Runtime(self, StructLayouts(self.profile), comm=self.comm, boot=self.boot,
                          uts_version=_uts_version(self.profile))
             if self.log is not None:
                 rt.printk = self.log
@@ -96,6 +98,8 @@ class ExecKernelState(KernelState):
     def commit(self) -> None:
         """Write the snapshot of a runtime this process used (before state.json)."""
         rt = self._rt
+        if rt is not None:
+            rt.layouts.save()
         if rt is None or not self._dirty or self.directory is None:
             return
         from lkm.kernel.exec import snapshot
