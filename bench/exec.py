@@ -56,7 +56,6 @@ def main() -> int:
     rc = int(imported)
 
     from kbuild import build_modules
-
     from lkm.kernel.exec import calls
     from lkm.kernel.exec.state import ExecKernelState
     from lkm.kernel.layouts import layouts
@@ -85,7 +84,8 @@ def main() -> int:
             spent = [0.0]
             real = calls.run_init
 
-            def timed(rt_: object, mod: object, real: object = real) -> int:
+            def timed(rt_: object, mod: object, real: object = real,
+                      spent: list[float] = spent) -> int:
                 t = time.perf_counter()
                 try:
                     return real(rt_, mod)  # type: ignore[operator,no-any-return]

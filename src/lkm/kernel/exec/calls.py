@@ -56,9 +56,11 @@ def call(rt: Runtime, addr: int, args: Sequence[int] = ()) -> int:
                                              f"than {HUNG_TASK_TIMEOUT} seconds.")
         elif not rt.softlockup_reported:
             from lkm.kernel.api import time as ktime
+            from lkm.kernel.exec.runtime import PAUSE
 
             stuck = (ktime.clock(rt.kernel).mono_ns - rt.softlockup_touch) // 10**9
-            oops.soft_lockup(rt, max(stuck, 2 * rt.watchdog_thresh), e.regs)
+            rt.machine.step_after(PAUSE)
+            oops.soft_lockup(rt, max(stuck, 2 * rt.watchdog_thresh), rt.machine.registers())
         raise ProcessKilled(signal.SIGKILL) from None
     except Panic as e:
         raise ProcessKilled(oops.panic(rt, e)) from None
