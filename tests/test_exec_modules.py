@@ -164,3 +164,20 @@ def test_tools_that_run_no_code_do_not_import_unicorn(vdir: Path,
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert "lkm_exec_params" in p.stdout
+
+
+def test_a_kernel_function_nobody_implements_fails_the_load(
+        tmp_path: Path, profile: KernelProfile, kos: dict[str, Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from lkm.kernel.api import core
+    from lkm.kernel.exec.faults import NotImplementedByVirtualKernel
+    from lkm.kernel.exec.runtime import load_api
+
+    load_api()
+    monkeypatch.delitem(core.FUNCTIONS, "_printk")
+    vk = VirtualKernel.create(tmp_path / "vk", profile=profile, depmod=False)
+    with pytest.raises(NotImplementedByVirtualKernel) as ei:
+        vk.finit_module(str(kos["lkm_exec_printk"]), "")
+    assert ei.value.name == "_printk"
+    assert ei.value.site.startswith("lkm_exec_printk_init+0x")
+    assert "lkm_exec_printk" not in vk.read_text("/proc/modules")
