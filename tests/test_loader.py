@@ -1,9 +1,11 @@
-"""kernel/loader.py and kernel/profile.py without QEMU.
+"""kernel/module/ (the loader) and kernel/profile.py without QEMU.
 
 The real-kernel comparisons are in test_fidelity.py; here: the profile against the
 headers and the tree, whole-tree loads (every CRC, signature and symbol of a sample
 of Debian's own modules must check out), parameters read from the ELF, the
-6.1/6.12 differences, delete_module, and hostile images (only KernelError, fast).
+6.1/6.12 differences, delete_module, hostile images (only KernelError, fast), the
+seam to module-code execution (the relocated image, the init/exit hooks), and the
+branches test_fidelity checks on QEMU, pinned.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import errno
 import itertools
 import random
+import re
 import signal
 import struct
 import time
@@ -23,6 +26,7 @@ from lkm.compress import read_module
 from lkm.errors import KernelError, ProcessKilled
 from lkm.kernel import taint as T
 from lkm.kernel.module.main import delete_module, load_module
+from lkm.kernel.module.procfs import proc_modules_line
 from lkm.kernel.module.state import (
     MODULE_STATE_COMING,
     MODULE_STATE_GOING,
@@ -33,8 +37,8 @@ from lkm.kernel.module.state import (
 from lkm.kernel.params import param_get
 from lkm.kernel.profile import KernelProfile, from_headers, load_cached
 from lkm.kernel.uapi import MODULE_INIT_IGNORE_VERMAGIC, O_NONBLOCK, O_TRUNC
-from lkm.kernel.virtual import proc_modules_line
 from lkm.moddb import ModuleDir
+from variants import Ko
 
 
 def _image(path: Path | str) -> bytes:
@@ -73,9 +77,11 @@ def test_profile_matches_headers(tree: Tree, profiles: dict[str, KernelProfile])
 
 def test_profile_facts(tree: Tree, profiles: dict[str, KernelProfile]) -> None:
     p = profiles[tree.flavour]
-    assert p.modern == (tree.flavour == "6.12")
+    assert p.version[:2] == {"6.1": (6, 1), "6.12": (6, 12)}[tree.flavour]
     assert p.certificates, "the built-in signing certificate"
-    assert p.this_module_size in (896, 1280) or p.this_module_size
+    # sizeof(struct module): __this_module of the tree's modules (readelf -s: 896 on
+    # Debian 6.1, 1280 on 6.12; BTF of 6.1's vmlinux agrees: 896)
+    assert p.this_module_size == {"6.1": 896, "6.12": 1280}[tree.flavour]
     assert p.enabled("MODVERSIONS") and p.enabled("MODULE_SIG")
     assert not p.enabled("MODULE_SIG_FORCE")
     assert {"module", "kernel", "keyboard"} <= set(p.builtin_sysfs)
@@ -423,3 +429,163 @@ def test_oops_in_exit_leaves_module_going(tree: Tree, test_modules: dict[str, Pa
     assert mod is not None and mod.state == MODULE_STATE_GOING
     line = proc_modules_line(mod).split()
     assert line[2] == "-1" and line[4] == "Unloading" and line[6] == "(OE-)"
+
+
+# -- branches the QEMU runs check against the real kernels, pinned here ----------------------
+
+OE = (1 << T.TAINT_OOT_MODULE) | (1 << T.TAINT_UNSIGNED_MODULE)
+_OOT = "{}: loading out-of-tree module taints kernel."
+_UNSIGNED = ("{}: module verification failed: signature and/or required key missing - "
+             "tainting kernel")
+
+
+def _variant(kos: dict[str, Path], case: str) -> bytes:
+    def ko(name: str) -> Ko:
+        return Ko(kos[name].read_bytes())
+
+    k = ko("lkm_alias")
+    if case == "wx":
+        return k.set_flags(".text", 0x1).bytes()
+    if case == "machine":
+        return k.set_u16(18, 3).bytes()
+    if case == "type":
+        return k.set_u16(16, 2).bytes()
+    if case == "short":
+        return k.bytes()[:50]
+    if case == "magic":
+        return k.set_u16(0, 0x457E).bytes()
+    if case == "shentsize":
+        return k.set_u16(0x3A, 32).bytes()
+    if case == "secoff":
+        struct.pack_into("<Q", k.b, k.shdr(k.sec(".modinfo")) + 24, len(k.b) + 4096)
+        return k.bytes()
+    if case == "nosym":
+        return k.set_u32(k.shdr(k.sec(".symtab")) + 4, 1).bytes()
+    if case == "nothis":
+        return k.rename_section(".gnu.linkonce.this_module", ".gnu.linkonce.this_modulX").bytes()
+    if case == "badrela":
+        rel_off, _ = k.sec_range(".rela.init.text")
+        info = struct.unpack_from("<Q", k.b, rel_off + 8)[0]
+        struct.pack_into("<Q", k.b, rel_off + 8, (info & ~0xFFFFFFFF) | 99)
+        return k.bytes()
+    if case == "badshndx":
+        return k.set_u16(k.symbol("init_module") + 6, 0x400).bytes()
+    if case == "livepatch":
+        return k.replace(b"description=", b"livepatch=Y\0").bytes()
+    if case == "noretpoline":
+        return k.replace(b"retpoline=Y", b"retpolinX=Y").bytes()
+    if case == "twomodinfo":
+        return k.rename_section(".comment", ".modinfo").bytes()
+    if case == "bigthis":
+        h = k.shdr(k.sec(".gnu.linkonce.this_module"))
+        struct.pack_into("<Q", k.b, h + 32, struct.unpack_from("<Q", k.b, h + 32)[0] + 64)
+        return k.bytes()
+    if case == "layoutcrc":
+        return k.flip_crc("module_layout").bytes()
+    if case == "keyboard":
+        return ko("lkm_weak").replace(b"lkm_weak", b"keyboard").bytes()
+    return kos[case].read_bytes()
+
+
+# case -> (errno name or "ok", the last log line, the kernel's taints); a dict when the
+# flavours differ
+_By = dict[str, str]
+BRANCHES: dict[str, tuple[str | _By, str | _By, int | dict[str, int]]] = {
+    "wx": ("ENOEXEC", {"6.1": "lkm_alias: section .text (index 3) has invalid WRITE|EXEC flags",
+                       "6.12": "lkm_alias: section .text (index 1) has invalid WRITE|EXEC "
+                               "flags"}, {"6.1": 1 << T.TAINT_OOT_MODULE, "6.12": 0}),
+    "machine": ("ENOEXEC", "Invalid architecture in ELF header: 3", 0),
+    "type": ("ENOEXEC", "Invalid ELF header type: 2 != 1", 0),
+    "short": ("ENOEXEC", "Invalid ELF header len 50", 0),
+    "magic": ("ENOEXEC", "Invalid ELF header magic: != \\x7fELF", 0),
+    "shentsize": ("ENOEXEC", "Invalid ELF section header size", 0),
+    "secoff": ("ENOEXEC", {"6.1": "Invalid ELF section in module (section 10 type 1)",
+                           "6.12": "Invalid ELF section in module (section 8 type 1)"}, 0),
+    "nosym": ("ENOEXEC", "lkm_alias: module has no symbols (stripped?)", 0),
+    "nothis": ("ENOEXEC", {"6.1": "lkm_alias: No module found in object",
+                           "6.12": "module lkm_alias: Exactly one .gnu.linkonce.this_module "
+                                   "section must exist."}, 0),
+    "badrela": ("ENOEXEC", "module: lkm_alias: Unknown rela relocation: 99", OE),
+    "badshndx": ("ENOEXEC", {"6.1": "lkm_alias: Symbol init_module has an invalid section "
+                                    "index 1024 (max 42)",
+                             "6.12": "lkm_alias: Symbol init_module has an invalid section "
+                                     "index 1024 (max 49)"}, OE),
+    "livepatch": ("ok", _UNSIGNED.format("lkm_alias"), OE | 1 << T.TAINT_LIVEPATCH),
+    "noretpoline": ("ok", _UNSIGNED.format("lkm_alias"), OE),
+    "twomodinfo": ({"6.1": "ok", "6.12": "ENOEXEC"},
+                   {"6.1": _UNSIGNED.format("lkm_alias"),
+                    "6.12": "Only one .modinfo section must exist."}, {"6.1": OE, "6.12": 0}),
+    "bigthis": ({"6.1": "ok", "6.12": "ENOEXEC"},
+                {"6.1": _UNSIGNED.format("lkm_alias"),
+                 "6.12": "module lkm_alias: .gnu.linkonce.this_module section size must "
+                         "match the kernel's built struct module size at run time"},
+                {"6.1": OE, "6.12": 0}),
+    "layoutcrc": ("ENOEXEC", "lkm_alias: disagrees about version of symbol module_layout", 0),
+    "keyboard": ("EINVAL", "keyboard: module is already loaded", OE),
+    "lkm_common": ("ENOEXEC", "lkm_common: please compile with -fno-common", OE),
+    "lkm_dup_kernel": ("ENOEXEC", "lkm_dup_kernel: exports duplicate symbol jiffies_to_msecs "
+                                  "(owned by kernel)", OE),
+    "lkm_prop": ("ENOENT", "lkm_prop: Unknown symbol lkm_params_value (err -2)",
+                 OE | 1 << T.TAINT_PROPRIETARY_MODULE),
+    "lkm_testmod": ("ok", _UNSIGNED.format("lkm_testmod"), OE | 1 << T.TAINT_TEST),
+    "lkm_staging": ("ok", _UNSIGNED.format("lkm_staging"), OE | 1 << T.TAINT_CRAP),
+    "lkm_init_positive": ("ok", "do_init_module: 'lkm_init_positive'->init suspiciously "
+                                "returned 1, it should follow 0/-E convention\n"
+                                "do_init_module: loading module anyway...", OE),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BRANCHES))
+def test_loader_branch(case: str, tree: Tree, test_modules: dict[str, Path],
+                       profiles: dict[str, KernelProfile]) -> None:
+    """One load on a fresh kernel: the errno, the last line, the kernel's taints — as
+    test_fidelity's steps check them against the real kernels on QEMU."""
+    want, last, taints = (v[tree.flavour] if isinstance(v, dict) else v
+                          for v in BRANCHES[case])
+    k = _state(profiles, tree, init_results={"lkm_init_positive": 1})
+    try:
+        messages = load_module(k, _variant(test_modules, case)).messages
+        got = "ok"
+    except KernelError as e:
+        got, messages = e.errno_name, e.messages
+    assert (got, messages[-1], k.tainted) == (want, last, taints)
+    if want == "ok":
+        assert messages[0] == _OOT.format(k.modules[0].name)
+
+
+class _FarSymbols(KernelState):
+    """__fentry__ placed where no 32-bit relocation reaches."""
+
+    def symbol_address(self, name: str) -> int:
+        return 0x123456780000 if name == "__fentry__" else super().symbol_address(name)
+
+
+@pytest.mark.parametrize("nonzero,as_32s", [(True, False), (True, True), (False, True)])
+def test_relocation_check_order(nonzero: bool, as_32s: bool, tree: Tree,
+                                test_modules: dict[str, Path],
+                                profiles: dict[str, KernelProfile]) -> None:
+    """x86's "existing value is nonzero" and 32S overflow checks: 6.1 checks the target
+    first ("Skipping invalid ..."), 6.3+ the overflow first ("Invalid ...")."""
+    k = Ko(test_modules["lkm_alias"].read_bytes())
+    rel_off, _ = k.sec_range(".rela.init.text")  # [0]: the call of __fentry__ in init
+    r_offset, info = struct.unpack_from("<QQ", k.b, rel_off)
+    if as_32s:
+        struct.pack_into("<Q", k.b, rel_off + 8, (info & ~0xFFFFFFFF) | 11)
+    if nonzero:
+        text, _ = k.sec_range(".init.text")
+        k.b[text + r_offset] = 0x90
+    state = _FarSymbols(profiles[tree.flavour])
+    with pytest.raises(KernelError) as ei:
+        load_module(state, k.bytes())
+    lines = [re.sub(r"loc [0-9a-f]{16}, val [0-9a-f]+", "loc X, val Y", m)
+             for m in ei.value.messages[2:]]
+    assert ei.value.errno == errno.ENOEXEC
+    modern = tree.flavour == "6.12"
+    overflow = ["module: overflow in relocation type 11 val 12345677fffc",
+                "module: `lkm_alias' likely not compiled with -mcmodel=kernel"]
+    target = (f"module: x86/modules: {'Invalid' if modern else 'Skipping invalid'} relocation "
+              f"target, existing value is nonzero for type {11 if as_32s else 4}, loc X, val Y")
+    if nonzero and not (as_32s and modern):
+        assert lines == [target]
+    else:
+        assert lines == overflow

@@ -1,4 +1,4 @@
-"""Values of the module syscalls' user-space ABI, defined once.
+"""Values of the module syscalls' user-space ABI (and the page size), defined once.
 
 finit_module() flags from include/uapi/linux/module.h; delete_module() flags are
 open(2)'s O_NONBLOCK and O_TRUNC as include/uapi/asm-generic/fcntl.h defines them
@@ -17,3 +17,7 @@ MODULE_INIT_FLAGS = (MODULE_INIT_IGNORE_MODVERSIONS | MODULE_INIT_IGNORE_VERMAGI
 # delete_module(2) flags (include/uapi/asm-generic/fcntl.h)
 O_TRUNC = 0o1000
 O_NONBLOCK = 0o4000
+
+# x86-64's page (arch/x86/include/asm/page_types.h): what sysfs reads return at most and
+# the unit module memory is allocated in
+PAGE_SIZE = 4096

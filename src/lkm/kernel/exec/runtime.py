@@ -422,7 +422,9 @@ class Runtime:
 
     # -- kallsyms ------------------------------------------------------------------------
     def kallsyms(self, addr: int) -> tuple[str, int, int, str | None] | None:
-        modern = self.profile.modern
+        from lkm.kernel.module.history import module_memory
+
+        modern = module_memory(self.profile.version)
         for code in self.code.values():
             found = code.lookup(addr, modern)
             if found is not None:

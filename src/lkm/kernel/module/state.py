@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 from lkm.kernel.params import KernelParam
 from lkm.kernel.printk import Printk
 from lkm.kernel.profile import KernelProfile
+from lkm.kernel.uapi import PAGE_SIZE
 
 # enum module_state (include/linux/module.h)
 MODULE_STATE_LIVE = 0
@@ -29,7 +30,6 @@ MODULE_STATE_UNFORMED = 3
 
 MODULE_REF_BASE = 1  # kernel/module/main.c: the reference the module holds on itself
 MODULE_NAME_LEN = 56  # 64 - sizeof(unsigned long)
-PAGE_SIZE = 4096
 
 # where the virtual kernel places things (x86_64 with KASLR off)
 MODULES_VADDR = 0xFFFFFFFFC0000000
@@ -277,22 +277,17 @@ class KernelState:
                 return m
         return None
 
-    # -- taints (kernel/panic.c add_taint) -------------------------------------------------
+    # -- taints (kernel/panic.c; the loader's rules are kernel/module/taint.py) -----------
     def test_taint(self, flag: int) -> bool:
         return bool(self.tainted >> flag & 1)
 
     def add_taint(self, flag: int, log: Printk, now_unreliable: bool = False) -> None:
-        """add_taint(): the first LOCKDEP_NOW_UNRELIABLE taint turns lock debugging off."""
+        """add_taint(): the first LOCKDEP_NOW_UNRELIABLE taint turns lock debugging off.
+        (The module loader taints through :mod:`lkm.kernel.module.taint`.)"""
         if now_unreliable and self.debug_locks:
             self.debug_locks = False
             log.warn("Disabling lock debugging due to kernel taint")
         self.tainted |= 1 << flag
-
-    def add_taint_module(self, mod: ModuleRef | Module, flag: int, log: Printk,
-                         now_unreliable: bool = False) -> None:
-        """add_taint_module(): taint the kernel and the module."""
-        self.add_taint(flag, log, now_unreliable)
-        mod.taints |= 1 << flag
 
     # -- memory ----------------------------------------------------------------------------
     def allocate(self, size: int) -> int:
