@@ -286,8 +286,9 @@ CASES: tuple[Case, ...] = (
     Case("soft_lockup", (
         write("/proc/sys/kernel/watchdog_thresh", "1"),
         write("/proc/sys/kernel/watchdog", "1"),
-        ins(M + "lockup", log=("spinning for 3 s", "watchdog: BUG: soft lockup - CPU#0 stuck for",
-                               "done spinning"), taint="L"),
+        ins(M + "lockup", log=("spinning for up to 30 s",
+                               "watchdog: BUG: soft lockup - CPU#0 stuck for",
+                               "done spinning: the watchdog reported it"), taint="L"),
         rm(M + "lockup"),
     ), boot="lockup", masks=((r"stuck for \d+s!", "stuck for <n>s!"),)),
 )

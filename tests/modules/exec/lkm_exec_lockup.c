@@ -1,26 +1,29 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * init busy-waits without ever scheduling: the soft-lockup watchdog reports it (taint L).
- * Bounded so that the machine survives: it spins `seconds` seconds by jiffies (with
- * watchdog_thresh=1 the report comes after 2 s).
+ * Bounded so that the machine survives: it spins until the report has been made (the
+ * kernel is tainted L) or `seconds` pass, by jiffies. With watchdog_thresh=1 the report
+ * comes after 2-3 s.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 #include <linux/module.h>
 #include <linux/jiffies.h>
+#include <linux/panic.h>
 #include <linux/processor.h>
 
-static int seconds = 3;
+static int seconds = 30;
 module_param(seconds, int, 0444);
-MODULE_PARM_DESC(seconds, "how long to spin");
+MODULE_PARM_DESC(seconds, "how long to spin at most");
 
 static int __init lkm_exec_lockup_init(void)
 {
 	unsigned long end = jiffies + seconds * HZ;
 
-	pr_info("spinning for %d s\n", seconds);
-	while (time_before(jiffies, end))
+	pr_info("spinning for up to %d s\n", seconds);
+	while (!test_taint(TAINT_SOFTLOCKUP) && time_before(jiffies, end))
 		cpu_relax();
-	pr_info("done spinning\n");
+	pr_info("done spinning: %s\n", test_taint(TAINT_SOFTLOCKUP) ? "the watchdog reported it" :
+		"time is up");
 	return 0;
 }
 
