@@ -177,7 +177,7 @@ def write(k: KernelState, parts: list[str], path: str, value: str, log: Printk) 
     if len(parts) == 5 and parts[3] == "parameters":
         m = k.find_module(parts[2])
         kp = _visible_param(m, parts[4]) if m is not None else None
-        if kp is not None:
+        if m is not None and kp is not None:
             from lkm.kernel.exec.state import ExecKernelState  # the module's ops->set
 
             stored = k.param_store(m, kp, value, log) if isinstance(k, ExecKernelState) \
