@@ -37,6 +37,7 @@ from lkm.kernel.exec.memory import PAGE_SHIFT, AddressSpace, Mapping
 
 DEFAULT_BUDGET = 400_000_000  # instructions for one outermost call (a few s here)
 TICK = 200_000  # instructions between two timer interrupts (one jiffy of virtual time)
+STUB_CALLS_PER_TICK = 200  # kernel function calls that take as long (a loop polling one)
 _U64 = struct.Struct("<Q")
 
 StubHandler = Callable[[int], "int | None"]
@@ -91,6 +92,7 @@ class Machine:
         self._pending: BaseException | None = None
         self._jump: int | None = None
         self.frames: list[Frame] = []  # kernel function calls in progress, innermost last
+        self.stub_calls = 0
         self.depth = 0
         self.stack_top = 0
         for m in mem.mappings:
@@ -189,6 +191,10 @@ class Machine:
             else:
                 uc.reg_write(self._reg["rsp"], rsp + 8)
                 uc.reg_write(self._reg["rip"], caller)
+            self.stub_calls += 1
+            if self.on_tick is not None and self.stub_calls >= STUB_CALLS_PER_TICK:
+                self.stub_calls = 0
+                uc.emu_stop()  # the timer interrupt comes due: _run takes it
         except BaseException as e:
             self._stop(e)
 
