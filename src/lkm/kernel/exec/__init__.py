@@ -1,9 +1,17 @@
 """Running a module's own code: the machine, its address space, calls, faults.
 
-``memory`` is the kernel-like virtual address space (pure Python: the kernel API reads and
-writes it without the CPU emulator); ``machine`` runs x86-64 code over it with unicorn
-(imported only when code runs); ``abi_x86_64`` is the calling convention and the address
-layout of x86-64; ``faults`` the typed faults a call can end with, ``oops`` their rendering
-as the kernel prints them; ``runtime`` ties a machine to the kernel API (``lkm.kernel.api``)
-and to the loader's hooks, ``snapshot`` keeps the memory across processes.
+- ``memory``: the kernel-like virtual address space (pure Python: the kernel API reads and
+  writes it without the CPU emulator);
+- ``machine``: x86-64 code run over it with unicorn in virtual-TLB mode (imported only
+  when code runs), stubs for kernel functions, nested calls, the timer tick;
+- ``abi_x86_64``: the calling convention, va_list and the address layout of x86-64;
+- ``faults``: the typed ends of a call (page fault, BUG/WARN via ``__bug_table``, budget);
+- ``runtime``: one virtual kernel's running part: symbols, modules in memory, kallsyms,
+  dispatch to the kernel API (:mod:`lkm.kernel.api`);
+- ``calls``: the kernel calling module code (init, exit, parameter ops);
+- ``oops`` and ``kernel_text``: faults and warnings printed as the real kernel prints
+  them, with the real kernel's own frames;
+- ``state``: the loader's hooks (:class:`~lkm.kernel.exec.state.ExecKernelState`);
+  ``snapshot``: the memory kept between processes; ``structs``: struct layouts from the
+  kernel's BTF, cached per profile.
 """

@@ -153,8 +153,6 @@ class Runtime:
         self.mem.map("percpu", abi.PERCPU_BASE, abi.PERCPU_SIZE, "rw")
         self.stack = self.mem.map("stack", abi.STACK_BASE + PAGE_SIZE, abi.THREAD_SIZE, "rw")
         self.mem.write_u64(abi.PERCPU_BASE + 0x28, STACK_CANARY)
-        from lkm.kernel import api as _api_pkg  # noqa: F401 - the package
-
         load_api()
         self.kernel = api.Kernel(self.mem, self)
 
