@@ -330,6 +330,8 @@ class Runtime:
     def _on_stub(self, addr: int) -> int | None:
         name = self.names.get(addr)
         f = api.FUNCTIONS.get(name) if name is not None else None
+        if f is None and name is not None and name.startswith("__SCT__"):
+            f = api.FUNCTIONS.get(name[7:])  # a static call's default target
         if f is None:
             caller = self.machine.frame.caller
             raise NotImplementedByVirtualKernel(name or f"{addr:#x}", caller,
@@ -493,4 +495,4 @@ def load_api() -> None:
 
 
 API_FILES = ("compiler", "slab", "string", "printk", "hexdump", "sched", "time", "locking",
-             "module", "moduleparam", "panic", "paravirt", "dynamic_debug")
+             "module", "moduleparam", "panic", "paravirt", "dynamic_debug", "cpu")
