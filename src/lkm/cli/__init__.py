@@ -51,10 +51,15 @@ lkm behaves as that tool.
 
 def run_tool(tool: str, argv: list[str], prog: str | None = None) -> int:
     mod = importlib.import_module(f"lkm.cli.{TOOLS[tool]}")
-    from lkm.errors import LkmError
+    from lkm.errors import LkmError, ProcessKilled
 
     try:
         rc: int = mod.main(prog or tool, argv)
+    except ProcessKilled as e:  # module code oopsed in our system call: die of it
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.kill(os.getpid(), e.signal)
+        return 128 + e.signal
     except LkmError as e:  # e.g. --virtual DIR is not a virtual kernel: no traceback
         sys.stderr.write(f"{prog or tool}: ERROR: {e}\n")
         return 1
