@@ -565,3 +565,54 @@ def test_real_kernel_agrees(enforce: bool, tree61: Tree, keys: dict[str, dict[st
     first = next(n for n, st in verdicts.items() if st is not Status.VALID)
     assert ("module verification failed: signature and/or required key missing"
             in cases[first]) is not enforce
+
+
+FORMS_SCRIPT = r"""
+load() {
+  chroot /host "$PYTHON" -c '
+import ctypes, errno, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+rc = ctypes.CDLL(None, use_errno=True).syscall(313, fd, b"", 0)
+print("errno=" + (errno.errorcode[ctypes.get_errno()] if rc else "0"))
+' "$1"
+}
+for f in $CASES; do
+  lkm_case $f
+  load "$JOB/$f.ko"
+  if [ -d /sys/module/crc7 ]; then rmmod crc7; fi
+done
+"""
+
+
+@pytest.mark.qemu
+@pytest.mark.trees
+@pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="no qemu")
+def test_real_kernel_pkcs7_forms(tree61: Tree, unsigned: Path,
+                                 keys: dict[str, dict[str, Path]], tmp_path: Path) -> None:
+    """The message forms where the kernel's and OpenSSL's readers differ (lkm.pkcs7's
+    table), signed with a key Debian's 6.1 lacks: finit_module fails with the errno of
+    pkcs7_parse_message when the kernel's parser refuses the form, and loads (taint E,
+    ENOKEY inside) when it reads it.  lkm verify agrees on each."""
+    from test_pkcs7 import FORMS, KERNEL_ERRNO, variant
+    from vm import run_in_vm, split_cases
+
+    k = keys["rsa"]
+    body = unsigned.read_bytes()
+    signed = signing.sign_module(body, signing.load_private_key(k["key"]),
+                                 signing.load_certificate(k["der"]))
+    _n, sig = split(signed)
+    assert sig is not None
+    ring = Keyring.from_kernel(tree61.vmlinuz)
+    files = {}
+    for form in ("plain", *FORMS):
+        raw = sig.raw if form == "plain" else variant(sig.raw, form)
+        files[f"{form}.ko"] = _resign_trailer(body, raw)
+        want = errno.ENOKEY if form == "plain" else KERNEL_ERRNO[form]
+        assert verify_module(files[f"{form}.ko"], ring).errno == want, form
+    script = f"CASES='plain {' '.join(FORMS)}'\n" + FORMS_SCRIPT
+    res = run_in_vm(tree61, script, files=files, timeout=600)
+    assert res.rc == 0, res.output
+    cases = split_cases(res.output)
+    got = {form: cases[form].split("errno=", 1)[1].split()[0] for form in ("plain", *FORMS)}
+    assert got == {form: "0" if KERNEL_ERRNO.get(form, errno.ENOKEY) == errno.ENOKEY
+                   else errno.errorcode[KERNEL_ERRNO[form]] for form in got}

@@ -21,7 +21,13 @@ input                                 KERNEL                      OPENSSL
 message longer than 65535 bytes       EMSGSIZE (asn1_decoder)     accepted
 long-form length of 3+ octets         EBADMSG "Unsupported        accepted (leading
                                       length" (at most 2)         zeros allowed)
+long-form length octets ending their  accepted                    refused
+container (``05 81 00`` last)                                     (asn1_get_length's
+                                                                  ``max < i + 1``)
 indefinite length                     constructed elements only   same
+indefinite AlgorithmIdentifier        EBADMSG (its parameters     accepted
+without parameters                    ANY OPTIONAL matches the
+                                      end-of-contents octets)
 high tag number (0x1f form)           EBADMSG "Long tag not       refused (no field
                                       supported"                  of the grammar has one)
 constructed form of INTEGER, OID,     refused (the kernel would   refused (OpenSSL
@@ -42,6 +48,9 @@ bytes after the ContentInfo           ignored                     ignored
 certificates and CRLs                 skipped, not parsed         skipped, not parsed
 ====================================  ==========================  =====================
 
+The kernel's column was checked against Debian's 6.1 under QEMU (tests/test_signing.py),
+OpenSSL's against kmod 30's modinfo (tests/test_signature.py).
+
 Everything else on the path (tags, lengths within their container, every
 SignerInfo's fields, issuer Names as SEQUENCE OF SET OF {OID, ANY}) is checked by
 both; an error is :class:`Pkcs7Error` carrying the kernel's errno (EBADMSG for the
@@ -59,6 +68,7 @@ from __future__ import annotations
 import errno
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from lkm.errors import SignatureError
 
@@ -153,15 +163,23 @@ class Dialect:
     max_length_octets: int  # most octets of a long-form length
     cms: bool  # the CMS alternatives of pkcs7.asn1 (SEQUENCE OF, [2], [3], SKID)
     strict_primitives: bool  # minimal INTEGERs and well-formed OIDs, as OpenSSL checks
+    length_needs_contents: bool  # a byte of the container must follow long length octets
+    any_takes_eoc: bool  # an absent ANY OPTIONAL at an indefinite end matches the EOC
 
 
-KERNEL = Dialect("kernel", MAX_KERNEL_MESSAGE, 2, True, False)
-OPENSSL = Dialect("openssl", None, 126, False, True)
+KERNEL = Dialect("kernel", MAX_KERNEL_MESSAGE, 2, cms=True, strict_primitives=False,
+                 length_needs_contents=False, any_takes_eoc=True)
+OPENSSL = Dialect("openssl", None, 126, cms=False, strict_primitives=True,
+                  length_needs_contents=True, any_takes_eoc=False)
 
 
 class Actions:
     """Checks run while the message is read, where the kernel's pkcs7_parser.c runs its
-    actions; each may raise Pkcs7Error.  The base class accepts everything."""
+    actions; each may raise Pkcs7Error.  The base class accepts everything.
+
+    A check must depend on nothing but the values it is given (and those seen before
+    it): :func:`parse_signed_data` remembers what a class of Actions accepted.
+    """
 
     def signeddata_version(self, version: bytes) -> None:
         """SignedData.version's contents (pkcs7_note_signeddata_version)."""
@@ -182,8 +200,7 @@ class Actions:
 _NO_ACTIONS = Actions()
 
 
-@dataclass(frozen=True, slots=True)
-class SignerInfo:
+class SignerInfo(NamedTuple):
     """One SignerInfo: its signer named by issuer and serial number, or by SKID."""
 
     version: bytes  # INTEGER contents
@@ -203,8 +220,7 @@ class SignerInfo:
         return n.to_bytes((n.bit_length() + 7) // 8, "big")
 
 
-@dataclass(frozen=True, slots=True)
-class SignedData:
+class SignedData(NamedTuple):
     """What a module signature's ContentInfo holds."""
 
     version: bytes | None  # None when the message ends before it (kernel dialect)
@@ -240,7 +256,7 @@ def read_tlv(buf: bytes, pos: int, end: int, dialect: Dialect = KERNEL
     k = n & 0x7F
     if k > dialect.max_length_octets:
         raise Asn1Error("Unsupported length")
-    if k > end - pos:
+    if k > end - pos - dialect.length_needs_contents:
         raise Asn1Error("Data overrun error")
     length = int.from_bytes(buf[pos:pos + k], "big")
     pos += k
@@ -310,10 +326,14 @@ def _oid_well_formed(v: bytes) -> bool:
 _PADDED_ARC = re.compile(rb"(?:^|[\x00-\x7f])\x80")
 
 
+def _cons_error(what: str) -> Asn1Error:
+    return Asn1Error(f"Cons length error in {what}")
+
+
 class _Reader:
     """One message being read: the bytes, the dialect and the actions."""
 
-    __slots__ = ("acts", "buf", "dialect", "octets", "strict")
+    __slots__ = ("acts", "buf", "dialect", "octets", "signature_at", "strict")
 
     def __init__(self, buf: bytes, dialect: Dialect, acts: Actions) -> None:
         self.buf = buf
@@ -321,6 +341,7 @@ class _Reader:
         self.octets = dialect.max_length_octets
         self.strict = dialect.strict_primitives
         self.acts = acts
+        self.signature_at = (0, 0)  # contents of the last encryptedDigest read
 
     def get(self, pos: int, end: int, tags: int | tuple[int, ...] | None, what: str
             ) -> tuple[int, int, int, int]:
@@ -332,7 +353,7 @@ class _Reader:
             tag = buf[pos]
             n = buf[pos + 1]
             p = pos + 2
-            if n > 0x80 and n - 0x80 <= self.octets and n - 0x80 <= end - p:
+            if n > 0x80 and n - 0x80 <= self.octets and n - 0x80 < end - p:
                 k = n - 0x80
                 n = int.from_bytes(buf[p:p + k], "big")
                 p += k
@@ -361,17 +382,15 @@ class _Reader:
             raise Asn1Error(f"OBJECT IDENTIFIER {what} is malformed")
         return v, nxt
 
-    def done(self, pos: int, end: int, what: str) -> None:
-        if pos != end:
-            raise Asn1Error(f"Cons length error in {what}")
-
     def algorithm(self, pos: int, end: int, what: str) -> tuple[bytes, int]:
         """AlgorithmIdentifier ::= SEQUENCE { algorithm OID, parameters ANY OPTIONAL }."""
         _t, s, e, nxt = self.get(pos, end, SEQUENCE, what)
         algo, p = self.oid(s, e, what)
         if p != e:
-            p = self.get(p, e, None, "parameters")[3]
-        self.done(p, e, what)
+            if self.get(p, e, None, "parameters")[3] != e:
+                raise _cons_error(what)
+        elif nxt != e and self.dialect.any_takes_eoc:
+            raise Asn1Error(f"Missing EOC in indefinite len cons ({what} without parameters)")
         return algo, nxt
 
     def name(self, pos: int, end: int) -> tuple[int, int, int]:
@@ -391,7 +410,8 @@ class _Reader:
                 _t, a, ae, rs = self.get(rs, re_, SEQUENCE, "AttributeValueAssertion")
                 typ, a = self.oid(a, ae, "attributeType")
                 vt, vs, ve, a = self.get(a, ae, None, "attributeValue")
-                self.done(a, ae, "AttributeValueAssertion")
+                if a != ae:
+                    raise _cons_error("AttributeValueAssertion")
                 out.append((typ, vt, vs, ve))
         return out
 
@@ -414,41 +434,43 @@ class _Reader:
         if p == e and cms:  # content [0] EXPLICIT SignedData OPTIONAL
             return SignedData(version, data_type, attached, ())
         _t, s, ce, p = self.get(p, e, CONTEXT_0, "ContentInfo content")
-        self.done(p, e, "ContentInfo")
+        if p != e:
+            raise _cons_error("ContentInfo")
         _t, p, e, q = self.get(s, ce, SEQUENCE, "SignedData")
-        self.done(q, ce, "ContentInfo content")
+        if q != ce:
+            raise _cons_error("ContentInfo content")
         infos: list[SignerInfo] = []
         sets = (SET, SEQUENCE) if cms else SET
 
-        def more(pos: int) -> bool:
-            return pos != e or not cms
-
-        if more(p):
+        if p != e or not cms:
             version, p = self.integer(p, e, "SignedData version")
             acts.signeddata_version(version)
-        if more(p):
+        if p != e or not cms:
             _t, a, b, p = self.get(p, e, sets, "digestAlgorithms")
             while a < b:
                 _algo, a = self.algorithm(a, b, "DigestAlgorithmIdentifier")
-        if more(p):
+        if p != e or not cms:
             _t, a, b, p = self.get(p, e, SEQUENCE, "contentInfo")
             data_type, a = self.oid(a, b, "contentInfo contentType")
             if a != b:
                 _t, x, y, a = self.get(a, b, CONTEXT_0, "contentInfo content")
                 if x != y:  # Data ::= ANY: one element, or none
                     x = self.get(x, y, None, "Data")[3]
-                    self.done(x, y, "contentInfo content")
+                    if x != y:
+                        raise _cons_error("contentInfo content")
                     attached = True
-            self.done(a, b, "contentInfo")
+            if a != b:
+                raise _cons_error("contentInfo")
             acts.data_type(data_type)
         for tags in ((CONTEXT_0, CONTEXT_2), (CONTEXT_1, CONTEXT_3)):  # certificates, crls
-            if more(p):
+            if p != e or not cms:
                 tag, _a, _b, q = self.get(p, e, None, "certificates or crls")
                 if tag in (tags if cms else tags[:1]):
                     p = q
-        if more(p):
+        if p != e or not cms:
             _t, a, b, p = self.get(p, e, sets, "signerInfos")
-            self.done(p, e, "SignedData")
+            if p != e:
+                raise _cons_error("SignedData")
             while a < b:
                 info, a = self.signer_info(a, b)
                 infos.append(info)
@@ -465,7 +487,8 @@ class _Reader:
             ns, ne, a = self.name(a, b)
             issuer = buf[ns:ne]
             serial, a = self.integer(a, b, "serialNumber")
-            self.done(a, b, "IssuerAndSerialNumber")
+            if a != b:
+                raise _cons_error("IssuerAndSerialNumber")
         else:
             skid = buf[a:b]
         digest, p = self.algorithm(p, e, "digestAlgorithm")
@@ -478,10 +501,12 @@ class _Reader:
         acts.pkey_algo(pkey)
         _t, a, b, p = self.get(p, e, OCTET_STRING, "encryptedDigest")
         signature = buf[a:b]
+        self.signature_at = (a, b)
         if p != e:
             p = self.get(p, e, (CONTEXT_1, CONTEXT_3) if cms else CONTEXT_1,
                          "unauthenticatedAttributes")[3]
-        self.done(p, e, "SignerInfo")
+        if p != e:
+            raise _cons_error("SignerInfo")
         return SignerInfo(version, issuer, serial, skid, digest, authattrs, pkey,
                           signature), nxt
 
@@ -492,11 +517,37 @@ def parse_signed_data(raw: bytes, dialect: Dialect = KERNEL, actions: Actions | 
     reads it; Pkcs7Error (with its errno) when that consumer refuses the message.
 
     ``actions`` see each value where the kernel's parser checks it and may refuse it.
+
+    The modules of a tree carry messages that differ only in the signature value: the
+    reader never looks inside encryptedDigest, so a message with one SignerInfo whose
+    bytes around the signature equal those of the last one accepted (same dialect,
+    same class of actions, same length) is that message with its own signature.
     """
-    if dialect.max_message is not None and len(raw) > dialect.max_message:
+    n = len(raw)
+    if dialect.max_message is not None and n > dialect.max_message:
         raise Pkcs7Error("PKCS#7 message larger than the ASN.1 decoder accepts",
                          errno.EMSGSIZE)
-    return _Reader(raw, dialect, actions or _NO_ACTIONS).signed_data()
+    acts = actions or _NO_ACTIONS
+    key = (dialect, type(acts), n)
+    seen = _ACCEPTED.get(key)
+    if seen is not None:
+        a, b, head, tail, sd = seen
+        if raw.startswith(head) and raw.endswith(tail):
+            return sd._replace(signer_infos=(sd.signer_infos[0]._replace(signature=raw[a:b]),))
+    r = _Reader(raw, dialect, acts)
+    sd = r.signed_data()
+    if len(sd.signer_infos) == 1:
+        a, b = r.signature_at
+        if len(_ACCEPTED) >= 64:
+            _ACCEPTED.clear()
+        _ACCEPTED[key] = (a, b, raw[:a], raw[b:], sd)
+    return sd
+
+
+# (dialect, Actions class, message length) -> the last message with one SignerInfo that
+# was accepted: (signature start, end, the bytes before, the bytes after, its SignedData)
+_ACCEPTED: dict[tuple[Dialect, type[Actions], int],
+                tuple[int, int, bytes, bytes, SignedData]] = {}
 
 
 def common_name(issuer: bytes) -> str | None:
