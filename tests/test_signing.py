@@ -313,6 +313,48 @@ def test_pkcs7_shapes(unsigned: Path, keys: dict[str, dict[str, Path]]) -> None:
     assert (v.status, v.errno) == (Status.MALFORMED, errno.EINVAL)
 
 
+def test_kernel_key_lookup(keys: dict[str, dict[str, Path]]) -> None:
+    """pkcs7_note_signed_info: the key id follows the SignerInfo's version (v1: serial and
+    issuer, v3: SKID), whatever the SignerIdentifier holds; serial octets compare as they
+    are; a message without SignerInfo fails pkcs7_check_authattrs (EINVAL)."""
+    from test_pkcs7 import emit, tree, variant
+
+    k = keys["rsa"]
+    key, der = signing.load_private_key(k["key"]), signing.load_certificate(k["der"])
+    ring = Keyring([der])
+    body = b"\x7fELF any module body"
+
+    def with_versions(raw: bytes, version: int) -> bytes:
+        ((ci, (oid, (a0, [(sd, fields)]))),) = tree(raw)  # type: ignore[misc]
+        fields[0] = (0x02, bytes((version,)))
+        infos = fields[-1][1]
+        infos[0][1][0] = (0x02, bytes((version,)))
+        return emit([(ci, [oid, (a0, [(sd, fields)])])])
+
+    by_serial = signing.build_pkcs7(body, key, der)
+    by_skid = signing.build_pkcs7(body, key, der, use_skid=True)
+    for raw, want in ((by_serial, 0), (by_skid, 0),
+                      (with_versions(by_skid, 1), errno.ENOKEY),
+                      (with_versions(by_serial, 3), errno.ENOKEY)):
+        assert verify_module(_resign_trailer(body, raw), ring).errno == want
+    # the trusted key, named by its serial with a redundant sign octet: not the same id
+    v = verify_module(_resign_trailer(body, variant(by_serial, "padded_serial")), ring)
+    assert (v.status, v.errno) == (Status.UNKNOWN_KEY, errno.ENOKEY)
+    v = verify_module(_resign_trailer(body, variant(by_serial, "early_end")), ring)
+    assert (v.errno, v.reason) == (errno.EINVAL, "Inconsistently supplied authAttrs")
+    v = verify_module(_resign_trailer(body, variant(by_serial, "big_unauth")), ring)
+    assert v.errno == errno.EMSGSIZE
+    v = verify_module(_resign_trailer(body, variant(by_serial, "long3")), ring)
+    assert (v.errno, v.reason) == (errno.EBADMSG, "malformed PKCS#7 message: Unsupported length")
+    for form in ("seq_signer_infos", "trailing", "two_signers"):
+        assert verify_module(_resign_trailer(body, variant(by_serial, form)), ring).ok, form
+    # the issuer Name encoded otherwise (its RDN SETs indefinite, its lengths long): its
+    # bytes are not the certificate's, so the key is not found
+    for form in ("indefinite_sets", "long2"):
+        v = verify_module(_resign_trailer(body, variant(by_serial, form)), ring)
+        assert v.errno == errno.ENOKEY, form
+
+
 @pytest.mark.trees
 def test_hostile_trailers_never_raise(real_signed: dict[str, tuple[bytes, Keyring]]) -> None:
     data, ring = real_signed["6.1"]
