@@ -377,6 +377,19 @@ def test_hostile_trailers_never_raise(real_signed: dict[str, tuple[bytes, Keyrin
     assert time.monotonic() - t < 60
 
 
+def test_verify_file_errors(tmp_path: Path) -> None:
+    """verify_file never raises for what a file holds: missing, corrupt or oversized."""
+    ring = Keyring()
+    assert signing.verify_file(tmp_path / "missing.ko", ring).errno == errno.ENOENT
+    (tmp_path / "bad.ko.xz").write_bytes(b"\xfd7zXZ\x00 not really xz")
+    big = tmp_path / "big.ko"
+    with open(big, "wb") as f:  # sparse: larger than a module may be
+        f.truncate((512 << 20) + 1)
+    for name in ("bad.ko.xz", "big.ko"):
+        v = signing.verify_file(tmp_path / name, ring)
+        assert (v.status, v.errno) == (Status.ERROR, errno.EINVAL), name
+
+
 # --- compressed modules, strip ----------------------------------------------------------
 
 

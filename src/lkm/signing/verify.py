@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from lkm import pkcs7
+from lkm.compress import read_module
+from lkm.errors import FormatError
 from lkm.signature import MAGIC, MODULE_SIGNATURE_SIZE, PKEY_ID_PKCS7
 from lkm.signing.algorithms import (
     HASH_BY_OID,
@@ -203,7 +205,8 @@ def verify_module(content: Content, keyring: Keyring, stats: VerifyStats | None 
             stats.parse += time.perf_counter() - t0
     sinfos = sd.signer_infos
     first = sinfos[0]
-    info: dict[str, Any] = {"key_id": _key_id(first), "signer": None,
+    first_id = _key_id(first)
+    info: dict[str, Any] = {"key_id": first_id, "signer": None,
                             "hash_algo": pkcs7.DIGEST_OIDS.get(first.digest_algo)}
     # pkcs7_supply_detached_data, then pkcs7_verify's VERIFYING_MODULE_SIGNATURE checks
     if sd.data_attached:
@@ -233,7 +236,8 @@ def verify_module(content: Content, keyring: Keyring, stats: VerifyStats | None 
             key = keyring.find("id", (si.serial or b"") + (si.issuer or b""))
         if key is None:
             continue
-        found = {"key_id": _key_id(si), "signer": key.subject, "hash_algo": hh.name}
+        found = {"key_id": first_id if si is first else _key_id(si), "signer": key.subject,
+                 "hash_algo": hh.name}
         t1 = time.perf_counter()
         digest = digests.get(hh.name)
         if digest is None:
@@ -291,16 +295,14 @@ def _check_signature(key: Key, si: pkcs7.SignerInfo, h: HashAlgo, digest: bytes
 
 def verify_file(path: str | os.PathLike[str], keyring: Keyring,
                 stats: VerifyStats | None = None) -> Verdict:
-    """verify_module on a file, compressed or not; never raises for bad content."""
-    from lkm.compress import read_module
-    from lkm.errors import CompressionError
-
+    """verify_module on a file, compressed or not; never raises for bad content (an
+    unreadable, undecompressable or oversized file is an ERROR verdict)."""
     t0 = time.perf_counter()
     try:
         content, _kind = read_module(path)
     except OSError as e:
         v = Verdict(Status.ERROR, e.errno or errno.EIO, e.strerror or str(e))
-    except CompressionError as e:
+    except FormatError as e:  # CompressionError, or larger than a module may be
         v = Verdict(Status.ERROR, errno.EINVAL, str(e))
     else:
         if stats is not None:
