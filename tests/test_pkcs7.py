@@ -64,13 +64,20 @@ FORMS = ("long2", "long2_null", "long3", "indefinite", "indefinite_sets", "seq_s
 """Variants of a sign-file message (RSA) where the kernel's and OpenSSL's readers differ."""
 
 # mod_verify_sig's errno for each form of a message naming a key the kernel lacks:
-# ENOKEY when its parser reads it
-KERNEL_ERRNO = {"long2": errno.ENOKEY, "long2_null": errno.ENOKEY,
-                "long3": errno.EBADMSG, "indefinite": errno.EBADMSG,
-                "indefinite_sets": errno.ENOKEY,
-                "seq_signer_infos": errno.ENOKEY, "big_unauth": errno.EMSGSIZE,
-                "trailing": errno.ENOKEY, "two_signers": errno.ENOKEY,
-                "padded_serial": errno.ENOKEY, "early_end": errno.EINVAL}
+# ENOKEY when its parser reads it (as Debian's 6.1 does, test_real_kernel_pkcs7_forms)
+KERNEL_ERRNO = {
+    "long2": errno.ENOKEY,
+    "long2_null": errno.ENOKEY,  # OpenSSL, not the kernel, wants a byte after the octets
+    "long3": errno.EBADMSG,  # at most two length octets
+    "indefinite": errno.EBADMSG,  # its AlgorithmIdentifiers: test_indefinite_algorithm
+    "indefinite_sets": errno.ENOKEY,
+    "seq_signer_infos": errno.ENOKEY,
+    "big_unauth": errno.EMSGSIZE,  # over 65535 bytes
+    "trailing": errno.ENOKEY,
+    "two_signers": errno.ENOKEY,
+    "padded_serial": errno.ENOKEY,
+    "early_end": errno.EINVAL,  # no SignerInfo: pkcs7_check_authattrs
+}
 
 
 def variant(raw: bytes, form: str) -> bytes:
