@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
 
 Data = bytes | bytearray | memoryview
@@ -26,17 +25,14 @@ def write_atomic(path: str | os.PathLike[str], data: Data, mode: int | None = No
     """
     p = Path(path)
     if mode is None:
-        try:
+        with contextlib.suppress(OSError):  # a new file: 0666 & ~umask, as open(2) makes it
             mode = p.stat().st_mode & 0o7777
-        except OSError:
-            umask = os.umask(0o22)
-            os.umask(umask)
-            mode = 0o666 & ~umask
     directory = p.parent
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=directory)
+    fd, tmp = _create_temporary(directory, p.name)
     try:
         with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)
+            if mode is not None:
+                os.fchmod(f.fileno(), mode)
             f.write(data)
             if durable:
                 f.flush()
@@ -48,6 +44,19 @@ def write_atomic(path: str | os.PathLike[str], data: Data, mode: int | None = No
         raise
     if durable:
         _fsync_directory(directory)
+
+
+def _create_temporary(directory: Path, name: str) -> tuple[int, Path]:
+    """A new file ``.<name>.<random>.tmp`` in ``directory``, created exclusively with
+    mode 0666 (less the umask)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    for _ in range(100):
+        tmp = directory / f".{name}.{os.urandom(4).hex()}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{directory}: no free temporary name for {name}")
 
 
 def _fsync_directory(directory: Path) -> None:
