@@ -29,13 +29,13 @@ from typing import Literal
 from lkm.config import LOG_ERR, LOG_INFO, ModprobeConfig, Softdep, is_pattern, libkmod_pos
 from lkm.errors import IndexError_, InvalidAlias, KernelError, LkmError
 from lkm.index import Index
-from lkm.kernel.backend import (
+from lkm.kernel.backend import KernelBackend
+from lkm.kernel.uapi import (
     MODULE_INIT_COMPRESSED_FILE,
     MODULE_INIT_IGNORE_MODVERSIONS,
     MODULE_INIT_IGNORE_VERMAGIC,
     O_NONBLOCK,
     O_TRUNC,
-    KernelBackend,
 )
 from lkm.moddb import ModuleDir, alias_normalize, make_absolute, modname_from_path, normalize_name
 
@@ -136,7 +136,7 @@ class Modprobe:
     @property
     def kernel(self) -> KernelBackend:
         if self._kernel is None:
-            from lkm.kernel.backend import get_backend
+            from lkm.kernel.target import get_backend
 
             self._kernel = get_backend()
         return self._kernel

@@ -28,6 +28,9 @@ TOOLS: dict[str, str] = {
     "cat": "vfs",
     "write": "vfs",
     "dmesg": "dmesg",
+    "vm": "vm",
+    "audit": "audit",
+    "taint": "taint",
 }
 
 # tools that may be reached through a link of their own name (kmod's multi-call set)
@@ -39,6 +42,7 @@ usage: lkm [--virtual DIR] TOOL [ARGS...]
 kmod-compatible tools:  modinfo depmod modprobe insmod rmmod lsmod
 signing:                sign-file verify extract-certs strip-sig
 virtual kernel:         virtual check cat write dmesg
+security:               audit taint
 
 Invoked through a link named modinfo, depmod, modprobe, insmod, rmmod or lsmod,
 lkm behaves as that tool.

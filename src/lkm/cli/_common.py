@@ -224,7 +224,7 @@ def running_context(log: Log, *, lib_log: bool = True) -> tuple[KernelBackend, M
     """insmod's, rmmod's and lsmod's set-up: the running (or virtual) kernel and its
     context, the diagnostics of reading its configuration printed through ``log``
     (``lib_log``: libkmod's later messages too)."""
-    from lkm.kernel.backend import get_backend
+    from lkm.kernel.target import get_backend
     from lkm.modprobe import running_kernel_context
 
     kernel = get_backend()

@@ -378,7 +378,7 @@ def _main(t: _Tool, argv: list[str]) -> int:
         return 1
 
     from lkm.config import ModprobeConfig
-    from lkm.kernel.backend import get_backend
+    from lkm.kernel.target import get_backend
     from lkm.moddb import ModuleDir, make_absolute
     from lkm.modprobe import Modprobe
 
