@@ -293,6 +293,29 @@ def taint_letters(mask: str) -> str:
     return "".join(c for i, c in enumerate(TAINT_LETTERS) if n >> i & 1)
 
 
+_SYMBOL = re.compile(r"^(\w+)\+0x[0-9a-f]+(/0x[0-9a-f]+( \[\w+\])?)$")
+
+
+def _fold_lockup_rip(log: list[list[Any]]) -> None:
+    """A soft lockup's RIP is wherever the watchdog's timer interrupt found the looping CPU:
+    in the module's loop or in a kernel function the loop calls (the lockup module calls
+    test_taint), at any instruction.  Fold a RIP in a called function into the module frame
+    below it, and mask the offset (where an interrupt lands is not the case's behaviour)."""
+    start = next((i for i, (_p, t) in enumerate(log) if "BUG: soft lockup" in t), None)
+    if start is None:
+        return
+    rip = next((i for i in range(start, len(log)) if log[i][1].startswith("RIP: 0010:")), None)
+    task = next((i for i in range(start, len(log)) if log[i][1] == " <TASK>"), None)
+    if rip is None:
+        return
+    where = log[rip][1][len("RIP: 0010:"):]
+    if task is not None and task + 1 < len(log) and "[" not in where \
+            and log[task + 1][1].endswith("]"):
+        where = log.pop(task + 1)[1].strip()
+    m = _SYMBOL.match(where)
+    log[rip][1] = "RIP: 0010:" + (f"{m.group(1)}+<off>{m.group(2)}" if m else where)
+
+
 def normalise_step(rec: dict[str, Any], case: Case, build_dir: str) -> dict[str, Any]:
     """A step record as compared: log records (priority, normalised text); dropped: NOISE
     and the unreliable (" ? ") call-trace entries, stale return addresses left on the stack
@@ -305,6 +328,7 @@ def normalise_step(rec: dict[str, Any], case: Case, build_dir: str) -> dict[str,
         pri, text = parse_kmsg(raw) if isinstance(raw, str) else (raw[0], raw[1])
         if not text.startswith(NOISE) and not text.startswith(" ? "):
             log.append([pri, norm(text)])
+    _fold_lockup_rip(log)
     out: dict[str, Any] = {
         "rc": rec.get("rc"), "log": log, "tainted": rec.get("tainted"),
         "stdout": norm(rec.get("stdout", "")).splitlines(),
