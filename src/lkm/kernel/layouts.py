@@ -19,6 +19,7 @@ from pathlib import Path
 
 from lkm.btf import Btf, BtfError
 from lkm.errors import FormatError
+from lkm.fsutil import write_atomic
 from lkm.kernel.profile import KernelProfile, ProfileError
 
 _parsed: dict[Path, Btf] = {}
@@ -90,10 +91,6 @@ def layouts(profile: KernelProfile) -> Btf:
 
 def _save(path: Path, data: bytes) -> None:
     """Write atomically; a cache that cannot be written is only a slower next use."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    with contextlib.suppress(OSError):
-        tmp.unlink()
+        write_atomic(path, data, durable=False)

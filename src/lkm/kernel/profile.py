@@ -120,15 +120,10 @@ class KernelProfile:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write atomically (temporary file + rename)."""
-        p = Path(path)
-        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "w") as f:
-                json.dump(self.to_json(), f, separators=(",", ":"))
-            os.replace(tmp, p)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+        from lkm.fsutil import write_atomic
+
+        write_atomic(path, json.dumps(self.to_json(), separators=(",", ":")).encode(),
+                     durable=False)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> KernelProfile:

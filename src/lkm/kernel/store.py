@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lkm.errors import LkmError
+from lkm.fsutil import write_atomic
 from lkm.kernel.module.state import KernelState
 from lkm.kernel.printk import LogRecord
 from lkm.kernel.profile import KernelProfile
@@ -44,20 +45,6 @@ class Snapshot:
     def to_json(self) -> dict[str, Any]:
         return {"format": STATE_FORMAT, "boot": self.boot, "seq": self.seq,
                 **self.kernel.to_json(), "log": [r.to_json() for r in self.log[-LOG_MAX:]]}
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file, fsync it, rename it over ``path``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
 
 
 class StateStore:

@@ -13,14 +13,13 @@ Format: ``LKMX`` + u32 length + JSON metadata + the page bytes in metadata order
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import struct
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lkm.errors import LkmError
+from lkm.fsutil import write_atomic
 from lkm.kernel.exec.abi_x86_64 import KERNEL_TEXT
 from lkm.kernel.exec.memory import PAGE_SIZE
 
@@ -138,17 +137,7 @@ def loads(rt: Runtime, data: bytes) -> None:
 
 
 def save(rt: Runtime, path: Path) -> None:
-    data = dumps(rt)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    write_atomic(path, dumps(rt))
 
 
 def load(rt: Runtime, path: Path) -> None:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from lkm.errors import LkmError
+from lkm.fsutil import write_atomic
 
 
 class LayoutLookupError(LkmError, LookupError):
@@ -123,11 +123,8 @@ class StructLayouts:
         """Write the answers (atomically) if any were new."""
         if not self._dirty or self._path is None:
             return
-        tmp = self._path.with_name(f".{self._path.name}.{os.getpid()}.tmp")
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):  # a cache not written is only a slower next use
             self._path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(self._memo, separators=(",", ":")))
-            os.replace(tmp, self._path)
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+            write_atomic(self._path, json.dumps(self._memo, separators=(",", ":")).encode(),
+                         durable=False)
         self._dirty = False
