@@ -89,6 +89,24 @@ run "$LKM" cat /sys/module/lkm_params/parameters/p_int
 run "$LKM" cat /proc/sys/kernel/tainted
 unset LKM_VIRTUAL
 
+say "the virtual kernel runs the module's own code (x86-64 under CPU emulation)"
+VX=$WORK/vx
+"$LKM" virtual create "$VX" --from "$T61" > /dev/null
+export LKM_VIRTUAL=$VX
+run "$LKM" insmod "${KO[lkm_exec_params]}" count=3 'name="demo"'
+run "$LKM" cat /sys/module/lkm_exec_params/parameters/count
+printf '$ %s\n' "$LKM insmod ${KO[lkm_exec_enomem]}   # init returns -ENOMEM"
+"$LKM" insmod "${KO[lkm_exec_enomem]}" || echo "   (exit $?)"
+printf '$ %s\n' "$LKM insmod ${KO[lkm_exec_warn]}   # WARN_ON(1) in init: taint W, loads"
+"$LKM" insmod "${KO[lkm_exec_warn]}" || echo "   (exit $?)"
+printf '$ %s\n' "$LKM insmod ${KO[lkm_exec_null_write]}   # a NULL write in init: the oops kills insmod"
+( "$LKM" insmod "${KO[lkm_exec_null_write]}" ) 2>/dev/null || echo "   (exit $?: killed, as the real kernel kills insmod)"
+run "$LKM" lsmod
+run "$LKM" cat /proc/sys/kernel/tainted
+printf '$ %s\n' "$LKM dmesg   # register dumps left out here"
+"$LKM" dmesg | grep -v -E '^\[[ 0-9.]*\] (RAX|RDX|RBP|R10|R13|RSP|FS|CS|CR2|Code):' | tail -n +2
+unset LKM_VIRTUAL
+
 say "lkm check: will it load on that kernel, and if not, why?"
 printf '$ %s\n' "$LKM check ${KO[lkm_params]} --kernel $T612   # built for 6.1, checked against 6.12"
 "$LKM" check "${KO[lkm_params]}" --kernel "$T612" || echo "   (exit $?)"
