@@ -40,6 +40,7 @@ class ExecKernelState(KernelState):
     log: Printk | None = field(default=None, compare=False, repr=False)
     exec_error: NotImplementedByVirtualKernel | None = field(default=None, compare=False,
                                                              repr=False)
+    code_ran: bool = field(default=False, compare=False, repr=False)  # in this syscall
     _rt: Runtime | None = field(default=None, compare=False, repr=False)
     _why: str | None = field(default=None, compare=False, repr=False)
     _dirty: bool = field(default=False, compare=False, repr=False)
@@ -55,6 +56,7 @@ class ExecKernelState(KernelState):
         self.log = log
         self.comm = comm
         self.exec_error = None
+        self.code_ran = False
         if self._rt is not None:
             self._rt.printk = log
             if self._rt.comm != comm:
@@ -136,6 +138,7 @@ class ExecKernelState(KernelState):
         from lkm.kernel.exec import calls
         from lkm.kernel.exec.faults import NotImplementedByVirtualKernel
 
+        self.code_ran = True
         try:
             return calls.run_init(self.runtime(), mod)
         except NotImplementedByVirtualKernel as e:
@@ -147,6 +150,7 @@ class ExecKernelState(KernelState):
             return super().run_exit(mod)
         from lkm.kernel.exec import calls
 
+        self.code_ran = True
         calls.run_exit(self.runtime(), mod)
         return None
 
