@@ -75,6 +75,7 @@ class FakeLayouts:
 
 def make_runtime(code: bytes = b"", symbols: list[tuple[str, int]] = (),  # type: ignore[assignment]
                  data: bytes = b"", sections: dict[str, int] | None = None,
+                 section_sizes: dict[str, int] | None = None,
                  ) -> tuple[Runtime, Module]:
     profile = KernelProfile("6.1.0-test", (6, 1, 0), "6.1.0-test SMP mod_unload",
                             config={"HZ": "250", "SMP": "y"})
@@ -88,7 +89,8 @@ def make_runtime(code: bytes = b"", symbols: list[tuple[str, int]] = (),  # type
     mod.memory = ModuleMemory(
         regions=[text, rw],
         symbols=[ModuleSymbol(n, a, 0, 0x12, 1) for n, a in symbols],
-        this_module=DATA + 0x800, sections=sections or {})
+        this_module=DATA + 0x800, sections=sections or {},
+        section_sizes=section_sizes or {})
     k.modules.insert(0, mod)
     rt.attach(mod.name, mod.memory)
     return rt, mod
@@ -221,7 +223,8 @@ def _bug_module(flags: int) -> tuple[Runtime, Module]:
     file_at = DATA + 0x40
     entry = struct.pack("<iiHH", (TEXT + 1) - DATA, file_at - (DATA + 4), 7, flags)
     data = entry.ljust(0x40, b"\0") + b"drivers/fake.c\0"
-    return make_runtime(code, [("fake_init", TEXT)], data, {"__bug_table": DATA})
+    return make_runtime(code, [("fake_init", TEXT)], data, {"__bug_table": DATA},
+                        {"__bug_table": len(entry)})
 
 
 def test_warn_prints_and_resumes() -> None:

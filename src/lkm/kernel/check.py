@@ -52,6 +52,7 @@ class CheckResult:
     records: list[tuple[int, str]] = field(default_factory=list)  # (level, text)
     missing: str | None = None  # NOT_EMULATED: the kernel function
     site: str | None = None  # NOT_EMULATED: where it is called from (``init+0x24``)
+    missing_data: bool = False  # NOT_EMULATED: ``missing`` is kernel data, not a function
     signal: int | None = None  # KILLED: the signal the loading process died of
     not_run: str | None = None  # why the code could not run (a profile without BTF)
     exit: CheckResult | None = None  # the unload after the loads (exit ran)
@@ -63,7 +64,8 @@ class CheckResult:
     def summary(self, ok: str = "loads") -> str:
         """The verdict in words (``loads``, ``fails: ENOMEM (...)``, ``not emulated: ...``)."""
         if self.verdict == NOT_EMULATED:
-            return f"not emulated: calls {self.missing} (from {self.site})"
+            verb = "uses the data" if self.missing_data else "calls"
+            return f"not emulated: {verb} {self.missing} (from {self.site})"
         if self.verdict == KILLED:
             return f"killed: the kernel killed the process (signal {self.signal})" + \
                 (f", taints {self.taint}" if self.taint else "")
@@ -80,7 +82,8 @@ class CheckResult:
             "messages": self.messages, "taint": self.taint, "tainted": self.tainted,
             "ran": self.ran, "log": [{"level": lv, "text": t} for lv, t in self.records]}
         if self.verdict == NOT_EMULATED:
-            d["missing"] = {"function": self.missing, "site": self.site}
+            d["missing"] = {"data" if self.missing_data else "function": self.missing,
+                            "site": self.site}
         if self.signal is not None:
             d["signal"] = self.signal
         if self.not_run:
@@ -266,6 +269,7 @@ class Checker:
         missing = k.exec_error
         if missing is not None and err == _errno.ENOSYS:
             r.verdict, r.missing, r.site = NOT_EMULATED, missing.name, missing.site
+            r.missing_data = missing.data
         return r
 
     def attach_exits(self, results: list[CheckResult]) -> None:
@@ -296,7 +300,7 @@ class Checker:
             except NotImplementedByVirtualKernel as e:  # exit called it: the module stays
                 r = CheckResult(name, False, _errno.ENOSYS, list(log.lines), "",
                                 self.k.tainted, verdict=NOT_EMULATED, missing=e.name,
-                                site=e.site)
+                                site=e.site, missing_data=e.data)
             r.taint = T.letters(self.k.tainted & ~before)
             r = self._ran(r, name, log, r.errno)
             out.append(r)

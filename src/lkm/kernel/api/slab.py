@@ -33,9 +33,6 @@ HEAP_CHUNK = 0x100000
 SLAB_ORDER_BYTES = 4 * PAGE_SIZE  # one slab: 4 pages (SLUB picks 0-3 orders; invisible)
 MASK = (1 << 64) - 1
 
-# set_freepointer()'s BUG_ON (CONFIG_SLAB_FREELIST_HARDENED), by version
-SET_FREEPOINTER_LINE = {(6, 1): 379, (6, 12): 410}
-
 
 def kmalloc_index(size: int) -> int:
     """include/linux/slab.h __kmalloc_index(): the kmalloc cache for a size (0: none)."""
@@ -172,8 +169,9 @@ class Slab:
         """do_slab_free(): set_freepointer() onto the freelist head."""
         head = c.free[-1] if c.free else 0
         if obj == head:
-            line = SET_FREEPOINTER_LINE.get(self.k.version[:2], 0)
-            raise KernelBug("mm/slub.c", line, self.k.caller, function="kfree")
+            # set_freepointer()'s BUG_ON (SLAB_FREELIST_HARDENED): its line is a fact of
+            # the build (kernel_text.py's "slab_double_free")
+            raise KernelBug("mm/slub.c", 0, self.k.caller, function="kfree")
         ptr_addr = obj + c.offset
         self.k.mem.write_u64(ptr_addr, head ^ c.random ^ swab64(ptr_addr))
         c.live.discard(obj)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from lkm.kernel.api import core as api
 from lkm.kernel.exec import abi_x86_64 as abi
 from lkm.kernel.exec.faults import (
+    BUG_ENTRY,
     BUGFLAG_DONE,
     BUGFLAG_ONCE,
     ExecFault,
@@ -367,22 +368,17 @@ class Runtime:
         for code in self.code.values():
             if not code.contains(rip):
                 continue
-            base = code.memory.sections.get("__bug_table")
-            if base is None:
+            # the entries as the loader laid the section out (its size kept)
+            span = code.memory.section("__bug_table")
+            if span is None:
                 return None
-            # the table's size is not kept: read entries while they point into the module
-            at = base
-            while True:
-                try:
-                    raw = self.mem.read(at, 12)
-                except MemoryFault:
-                    return None
-                e = decode_bug_table(raw, at)[0]
+            start, end = span
+            for at, e in zip(range(start, end, BUG_ENTRY.size),
+                             decode_bug_table(self.mem.read(start, end - start), start),
+                             strict=False):
                 if e.bug_addr == rip:
                     return at, e
-                if not code.contains(e.bug_addr):
-                    return None
-                at += 12
+            return None
         return None
 
     # -- modules -------------------------------------------------------------------------

@@ -145,6 +145,15 @@ class ExecKernelState(KernelState):
             self.exec_error = e
             return -errno.ENOSYS
 
+    def init_suspicious(self, mod: Module, ret: int) -> None:
+        rt = self.runtime_for(mod) if self.code_ran else None
+        if rt is None:
+            return super().init_suspicious(mod, ret)
+        from lkm.kernel.exec import calls
+
+        calls.suspicious_return(rt)
+        return None
+
     def run_exit(self, mod: Module) -> None:
         if self.runtime_for(mod) is None:
             return super().run_exit(mod)
