@@ -312,3 +312,18 @@ def test_snapshot_round_trip() -> None:
     assert rt2.symbol_address("jiffies") == jif
     assert slab.ksize(rt2.kernel, obj) == 64
     assert rt2.kallsyms(TEXT) == ("f", 0, 0x1000, "lkm_fake")
+
+
+def test_unimplemented_data_is_not_an_oops() -> None:
+    """A read of kernel data the virtual kernel lacks (only a stub) ends the call as not
+    emulated, naming the symbol and the reading instruction, instead of an oops."""
+    rt, mod = make_runtime(bytes(32), [("fake_init", TEXT)])
+    addr = rt.symbol_address("lkm_no_such_data")
+    code = b"\x48\xb8" + struct.pack("<Q", addr + 8) + b"\x48\x8b\x00\xc3"  # rax = [addr+8]
+    assert mod.memory is not None
+    mod.memory.regions[0].data[:len(code)] = code
+    with pytest.raises(NotImplementedByVirtualKernel) as ei:
+        calls.call(rt, TEXT)
+    assert ei.value.data and ei.value.name == "lkm_no_such_data"
+    assert ei.value.site == "fake_init+0xa"
+    assert not rt.kstate.test_taint(7)  # no oops: not tainted D
