@@ -123,9 +123,9 @@ class Checker:
     def __init__(self, profile: KernelProfile, cmdline: str = "",
                  params: list[str] | None = None, moddir: str | Any | None = None,
                  init_results: dict[str, int] | None = None, flags: int = 0,
-                 run: bool = True) -> None:
+                 run: bool = True, kasan: bool = False) -> None:
         self.profile = profile
-        self.k = _kernel_state(profile, run)
+        self.k = _kernel_state(profile, run, kasan)
         self.loaded: list[str] = []  # load order
         self.k.sig_enforce = profile.enabled("MODULE_SIG_FORCE")
         apply_cmdline(self.k, cmdline)
@@ -323,13 +323,14 @@ class Checker:
         return results
 
 
-def _kernel_state(profile: KernelProfile, run: bool) -> KernelState:
-    """A fresh kernel: one that runs module code when ``run`` (and the profile allows)."""
+def _kernel_state(profile: KernelProfile, run: bool, kasan: bool) -> KernelState:
+    """A fresh kernel: one that runs module code when ``run`` (and the profile allows),
+    with KASAN's checks when ``kasan``."""
     if not run:
         return KernelState(profile)
     from lkm.kernel.exec.state import ExecKernelState
 
-    return ExecKernelState(profile)
+    return ExecKernelState(profile, kasan=kasan)
 
 
 def _enter(k: KernelState, log: Printk, comm: str) -> None:

@@ -166,7 +166,20 @@ class Runtime:
             self._machine = Machine(self.mem, self._on_stub, self._on_trap,
                                     on_tick=self._on_tick)
             self._machine.new_stack(self.stack.end)
+            if getattr(self.kstate, "kasan", False):
+                self._machine.watch(abi.HEAP_BASE, abi.HEAP_BASE + abi.HEAP_SIZE,
+                                    self._on_heap_access)
         return self._machine
+
+    def _on_heap_access(self, addr: int, size: int, write: bool, rip: int, rsp: int) -> None:
+        """KASAN: module code touches slab memory (the check its instrumentation makes)."""
+        from lkm.kernel.api import kasan
+        from lkm.kernel.exec import oops
+
+        if not self.in_module_text(rip) or not kasan.suspicious(self.kernel, addr, size):
+            return
+        frames = [rip, *oops.unwind(self, rsp, rip)]
+        kasan.check_access(self.kernel, addr, size, write, rip, frames)
 
     def code_changed(self) -> None:
         """Module text was rewritten (jump labels): drop stale translations."""
@@ -490,5 +503,5 @@ def load_api() -> None:
     _loaded = True
 
 
-API_FILES = ("compiler", "slab", "string", "printk", "hexdump", "sched", "time", "locking",
+API_FILES = ("compiler", "kasan", "slab", "string", "printk", "hexdump", "sched", "time", "locking",
              "module", "moduleparam", "panic", "paravirt", "dynamic_debug", "cpu")

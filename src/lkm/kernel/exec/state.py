@@ -34,6 +34,7 @@ class ExecKernelState(KernelState):
     """KernelState whose hooks run module code (see the module docstring)."""
 
     exec_generation: int = 0
+    kasan: bool = False  # KASAN's reports on slab misuse (lkm virtual create --kasan)
     directory: Path | None = field(default=None, compare=False, repr=False)
     boot: float = field(default=0.0, compare=False, repr=False)
     comm: str = field(default="insmod", compare=False, repr=False)
@@ -209,11 +210,14 @@ class ExecKernelState(KernelState):
     def to_json(self) -> dict[str, Any]:
         d = super().to_json()
         d["exec_generation"] = self.exec_generation
+        if self.kasan:
+            d["kasan"] = True
         return d
 
     def load_json(self, d: dict[str, Any]) -> None:
         super().load_json(d)
         self.exec_generation = int(d.get("exec_generation", 0))
+        self.kasan = bool(d.get("kasan", False))
 
 
 def _uts_version(profile: Any) -> str:
