@@ -86,3 +86,31 @@ def test_without_kasan_nothing_is_reported(profile: KernelProfile,
                                            kos: dict[str, Path]) -> None:
     [r] = Checker(profile).run([str(kos["lkm_exec_uaf"])])
     assert not any("KASAN" in x for x in _texts(r.records))
+
+
+def test_leaks_listed_at_unload(profile: KernelProfile, kos: dict[str, Path],
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """kmemleak-style (mm/kmemleak.c print_unreferenced()): what init allocated and exit
+    did not free (kfree made a no-op), listed at the unload; nothing when all is freed."""
+    from lkm.kernel.api import core as api
+    from lkm.kernel.exec.runtime import load_api
+
+    c = Checker(profile, leaks=True)
+    rs = c.run([str(kos["lkm_exec_mem"])])
+    c.attach_exits(rs)
+    assert rs[-1].exit is not None and rs[-1].exit.leaks == []
+    load_api()
+    monkeypatch.setitem(api.FUNCTIONS, "kfree", api.KFunc("kfree", lambda k, p: None, 1))
+    c = Checker(profile, leaks=True)
+    rs = c.run([str(kos["lkm_exec_mem"])])
+    c.attach_exits(rs)
+    ex = rs[-1].exit
+    assert ex is not None and ex.loaded
+    leaks = ex.leaks
+    assert leaks[0].startswith("unreferenced object 0xffff") and leaks[0].endswith("):")
+    assert leaks[1].startswith('  comm "insmod", pid ')
+    assert leaks[2].startswith("  hex dump (first ")
+    back = leaks.index("  backtrace:")
+    assert leaks[back + 1].startswith("    [<ffffffffc")
+    assert leaks[back + 1].endswith(" [lkm_exec_mem]") and "lkm_exec_mem_init+0x" in leaks[back + 1]
+    assert ex.to_json()["leaks"] == leaks

@@ -2,7 +2,7 @@
 
   lkm check MODULE... --kernel TREE|VMLINUZ|HEADERS [--param NAME=VALUE]...
             [--cmdline CMDLINE] [--init MODULE=RET]... [--force-vermagic]
-            [--force-modversion] [--no-run] [--json] [--boot]
+            [--force-modversion] [--no-run] [--leaks] [--json] [--boot]
 
 The module's init (and, after the loads, its exit) runs in the virtual kernel;
 --no-run gives the static verdict (init taken to return 0).
@@ -44,6 +44,8 @@ def main(prog: str, argv: list[str]) -> int:
                     help="load as with MODULE_INIT_IGNORE_MODVERSIONS")
     ap.add_argument("--no-run", action="store_true",
                     help="do not run the modules' code (init is taken to return 0)")
+    ap.add_argument("--leaks", action="store_true",
+                    help="list what the modules' code allocated and did not free at unload")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     ap.add_argument("--boot", action="store_true",
                     help="also load them into the real kernel (lkm vm) and compare")
@@ -78,7 +80,7 @@ def main(prog: str, argv: list[str]) -> int:
             return None
 
     checker = Checker(profile, a.cmdline, a.param, moddir, init_results, flags,
-                      run=not a.no_run and not a.boot)
+                      run=not a.no_run and not a.boot, leaks=a.leaks)
     try:
         results = checker.run(a.modules)
         if not a.no_run and not a.boot:
@@ -100,7 +102,7 @@ def main(prog: str, argv: list[str]) -> int:
             out.extend(f"    {line}\n" for line in r.messages)
             if r.exit is not None:
                 out.append(f"{r.module}: exit: {r.exit.summary('unloads')}\n")
-                out.extend(f"    {line}\n" for line in r.exit.messages)
+                out.extend(f"    {line}\n" for line in r.exit.messages + r.exit.leaks)
         if not profile.certificates and profile.enabled("MODULE_SIG"):
             out.append("note: this kernel's built-in certificates are not known (a headers "
                        "tree): signed modules count as signed with an unknown key\n")

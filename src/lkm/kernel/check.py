@@ -26,6 +26,7 @@ from lkm.errors import FormatError, KernelError, LkmError, ModuleNotFound, Proce
 from lkm.kernel import taint as T
 from lkm.kernel.cmdline import apply_cmdline
 from lkm.kernel.exec.faults import NotImplementedByVirtualKernel
+from lkm.kernel.exec.state import ExecKernelState
 from lkm.kernel.module.main import delete_module, load_module
 from lkm.kernel.module.state import KernelState
 from lkm.kernel.printk import Printk
@@ -56,6 +57,7 @@ class CheckResult:
     signal: int | None = None  # KILLED: the signal the loading process died of
     not_run: str | None = None  # why the code could not run (a profile without BTF)
     exit: CheckResult | None = None  # the unload after the loads (exit ran)
+    leaks: list[str] = field(default_factory=list)  # exit: kmemleak's unreferenced objects
 
     def __post_init__(self) -> None:
         if not self.verdict:
@@ -90,6 +92,8 @@ class CheckResult:
             d["not_run"] = self.not_run
         if self.exit is not None:
             d["exit"] = self.exit.to_json()
+        if self.leaks:
+            d["leaks"] = self.leaks
         return d
 
 
@@ -123,9 +127,9 @@ class Checker:
     def __init__(self, profile: KernelProfile, cmdline: str = "",
                  params: list[str] | None = None, moddir: str | Any | None = None,
                  init_results: dict[str, int] | None = None, flags: int = 0,
-                 run: bool = True, kasan: bool = False) -> None:
+                 run: bool = True, kasan: bool = False, leaks: bool = False) -> None:
         self.profile = profile
-        self.k = _kernel_state(profile, run, kasan)
+        self.k = _kernel_state(profile, run, kasan, leaks)
         self.loaded: list[str] = []  # load order
         self.k.sig_enforce = profile.enabled("MODULE_SIG_FORCE")
         apply_cmdline(self.k, cmdline)
@@ -259,8 +263,6 @@ class Checker:
     def _ran(self, r: CheckResult, name: str, log: Printk, err: int | None) -> CheckResult:
         """What running the code added: its log records, whether it ran, what it missed."""
         r.records = list(log.records)
-        from lkm.kernel.exec.state import ExecKernelState
-
         k = self.k
         if not isinstance(k, ExecKernelState):
             return r
@@ -303,6 +305,8 @@ class Checker:
                                 site=e.site, missing_data=e.data)
             r.taint = T.letters(self.k.tainted & ~before)
             r = self._ran(r, name, log, r.errno)
+            if r.loaded and isinstance(self.k, ExecKernelState):
+                r.leaks = self.k.unreferenced(name)
             out.append(r)
         self.loaded = [n for n in self.loaded if self.k.find_module(n) is not None]
         return out
@@ -323,14 +327,14 @@ class Checker:
         return results
 
 
-def _kernel_state(profile: KernelProfile, run: bool, kasan: bool) -> KernelState:
+def _kernel_state(profile: KernelProfile, run: bool, kasan: bool,
+                  leaks: bool) -> KernelState:
     """A fresh kernel: one that runs module code when ``run`` (and the profile allows),
-    with KASAN's checks when ``kasan``."""
+    with KASAN's checks when ``kasan``, tracking allocations for kmemleak's list at
+    unload when ``leaks``."""
     if not run:
         return KernelState(profile)
-    from lkm.kernel.exec.state import ExecKernelState
-
-    return ExecKernelState(profile, kasan=kasan)
+    return ExecKernelState(profile, kasan=kasan, kmemleak=leaks)
 
 
 def _enter(k: KernelState, log: Printk, comm: str) -> None:

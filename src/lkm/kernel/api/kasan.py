@@ -35,7 +35,13 @@ RULER = "=" * 66
 
 
 def enabled(k: Kernel) -> bool:
+    """KASAN's checks (the allocation tracks kept too)."""
     return bool(getattr(k.rt.kstate, "kasan", False))
+
+
+def tracking(k: Kernel) -> bool:
+    """Allocations tracked: for KASAN, or for kmemleak's list at unload."""
+    return enabled(k) or bool(getattr(k.rt.kstate, "kmemleak", False))
 
 
 @substate("kasan")
@@ -48,6 +54,7 @@ class Kasan:
         self.k = k
         self.size: dict[int, int] = {}
         self.alloc: dict[int, tuple[int, list[str]]] = {}
+        self.origin: dict[int, tuple[str, int, list[int]]] = {}  # comm, jiffies, frames
         self.freed: dict[int, tuple[int, list[str]]] = {}
         self.reported = False
         self.busy = False
@@ -56,6 +63,7 @@ class Kasan:
         return {"size": sorted(self.size.items()),
                 "alloc": [[a, p, s] for a, (p, s) in sorted(self.alloc.items())],
                 "freed": [[a, p, s] for a, (p, s) in sorted(self.freed.items())],
+                "origin": [[a, c, j, f] for a, (c, j, f) in sorted(self.origin.items())],
                 "reported": self.reported}
 
     @classmethod
@@ -64,6 +72,8 @@ class Kasan:
         s.size = {int(a): int(n) for a, n in d["size"]}
         s.alloc = {int(a): (int(p), list(st)) for a, p, st in d["alloc"]}
         s.freed = {int(a): (int(p), list(st)) for a, p, st in d["freed"]}
+        s.origin = {int(a): (str(c), int(j), [int(x) for x in f])
+                    for a, c, j, f in d.get("origin", [])}
         s.reported = bool(d.get("reported", False))
         return s
 
@@ -100,10 +110,34 @@ def allocated(k: Kernel, obj: int, size: int) -> None:
     b.freed.pop(obj, None)
     if not b.busy:  # not the kernel's own allocations on the way (the task's)
         b.alloc[obj] = _track_now(k, b)
+        b.busy = True
+        try:
+            from lkm.kernel.api import time as ktime
+
+            frames = _frames(k) if _allocator_call(k) else []
+            if frames:  # module code allocated it: kmemleak's create_object()
+                b.origin[obj] = (k.rt.current().comm, ktime.clock(k).jiffies(), frames)
+        finally:
+            b.busy = False
+
+
+ALLOCATORS = ("__kmalloc", "kmalloc", "kmem_cache_alloc", "krealloc", "kmemdup", "kstrdup",
+              "kstrndup", "kasprintf", "kvasprintf", "kvmalloc", "__kvmalloc")
+
+
+def _allocator_call(k: Kernel) -> bool:
+    """Whether the kernel function module code called is an allocator (not one that
+    allocates for the kernel's own books, as the first printk making the task does)."""
+    rt = k.rt
+    if not rt.machine.frames:
+        return False
+    name = rt.names.get(rt.machine.frames[-1].addr, "")
+    return bool(name) and name.startswith(ALLOCATORS)
 
 
 def freed(k: Kernel, obj: int) -> None:
     b = books(k)
+    b.origin.pop(obj, None)
     if not b.busy:
         b.freed[obj] = _track_now(k, b)
 
@@ -296,3 +330,40 @@ def suspicious(k: Kernel, addr: int, size: int) -> bool:
 def _bad(k: Kernel, a: int) -> bool:
     v = _shadow(k, a)
     return v != 0 and (v >= 0x80 or a % KASAN_GRANULE_SIZE >= v)
+
+
+# -- kmemleak --------------------------------------------------------------------------------
+
+def unreferenced(k: Kernel, module: str) -> list[str]:
+    """The objects module code allocated and nobody freed, as kmemleak's report lists
+    them (print_unreferenced(): the object, its task and jiffies, the first 32 bytes, the
+    backtrace), when ``module`` is unloaded.  Every such object counts as unreferenced:
+    no scan for pointers to it is made.  The backtrace holds the module's frames."""
+    from lkm.kernel.api import slab as _slab
+    from lkm.kernel.api.hexdump import hex_line
+
+    b = books(k)
+    s = _slab.slab(k)
+    rt = k.rt
+    out: list[str] = []
+    for obj, (comm, jiffies, frames) in sorted(b.origin.items()):
+        syms = [b.alloc.get(obj, (0, []))[1]]
+        if not any(f"[{module}]" in x for x in syms[0]):
+            continue
+        c = s.owner(obj)
+        if c is None or obj not in c.live:
+            continue
+        size = b.size.get(obj, c.object_size)
+        pid = b.alloc[obj][0]
+        out.append(f"unreferenced object 0x{obj:016x} (size {size}):")
+        out.append(f'  comm "{comm}", pid {pid}, jiffies {jiffies}')
+        n = min(size, 32)
+        out.append(f"  hex dump (first {n} bytes):")
+        data = rt.mem.read(obj, n)
+        for i in range(0, n, 16):
+            out.append("    " + hex_line(data[i:i + 16], 16, 1, True))
+        out.append("  backtrace:")
+        texts = [x for x in syms[0] if f"[{module}]" in x]
+        for addr, text in zip(frames, texts, strict=False):
+            out.append(f"    [<{addr:016x}>] {text}")
+    return out

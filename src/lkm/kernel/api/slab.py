@@ -161,7 +161,7 @@ class Slab:
             c.free.extend(reversed([base + i * c.size for i in range(n)]))
         obj = c.free.pop()
         c.live.add(obj)
-        if kasan.enabled(self.k):  # kasan_slab_alloc(): the object's track
+        if kasan.tracking(self.k):  # kasan_slab_alloc(), kmemleak_alloc(): its track
             kasan.allocated(self.k, obj, size or c.object_size)
         if not c.ctor:
             self.k.mem.write(obj, bytes(c.object_size))  # init_on_alloc
@@ -204,10 +204,10 @@ class Slab:
             return
         c = self.owner(obj)
         if c is not None:
-            if kasan.enabled(self.k):  # kasan_slab_free(): a bad free is reported, ignored
-                if obj not in c.live:
-                    kasan.invalid_free(self.k, obj)
-                    return
+            if kasan.enabled(self.k) and obj not in c.live:  # kasan_slab_free(): a bad
+                kasan.invalid_free(self.k, obj)  # free is reported, and not done
+                return
+            if kasan.tracking(self.k):
                 kasan.freed(self.k, obj)
             self.free_object(c, obj)
             return

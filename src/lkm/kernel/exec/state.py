@@ -35,6 +35,7 @@ class ExecKernelState(KernelState):
 
     exec_generation: int = 0
     kasan: bool = False  # KASAN's reports on slab misuse (lkm virtual create --kasan)
+    kmemleak: bool = False  # allocations tracked: unreferenced() lists them at unload
     directory: Path | None = field(default=None, compare=False, repr=False)
     boot: float = field(default=0.0, compare=False, repr=False)
     comm: str = field(default="insmod", compare=False, repr=False)
@@ -155,6 +156,15 @@ class ExecKernelState(KernelState):
         calls.suspicious_return(rt)
         return None
 
+    def unreferenced(self, name: str) -> list[str]:
+        """kmemleak's report of what module ``name``'s code allocated and did not free
+        (with :attr:`kmemleak` or :attr:`kasan` on; else nothing is tracked)."""
+        if self._rt is None or not (self.kmemleak or self.kasan):
+            return []
+        from lkm.kernel.api import kasan
+
+        return kasan.unreferenced(self._rt.kernel, name)
+
     def run_exit(self, mod: Module) -> None:
         if self.runtime_for(mod) is None:
             return super().run_exit(mod)
@@ -212,12 +222,15 @@ class ExecKernelState(KernelState):
         d["exec_generation"] = self.exec_generation
         if self.kasan:
             d["kasan"] = True
+        if self.kmemleak:
+            d["kmemleak"] = True
         return d
 
     def load_json(self, d: dict[str, Any]) -> None:
         super().load_json(d)
         self.exec_generation = int(d.get("exec_generation", 0))
         self.kasan = bool(d.get("kasan", False))
+        self.kmemleak = bool(d.get("kmemleak", False))
 
 
 def _uts_version(profile: Any) -> str:
