@@ -44,7 +44,7 @@ def check(tree: Tree, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_init_and_exit_run(profile: KernelProfile, kos: dict[str, Path]) -> None:
-    c = Checker(profile)
+    c = Checker(profile, run=True)
     [r] = c.run([str(kos["lkm_exec_params"])])
     assert r.verdict == LOADS and r.ran
     assert (6, "lkm_exec_params: hello, world (1 of 1)") in r.records
@@ -78,7 +78,7 @@ def test_json_has_the_log_with_levels(tree: Tree, kos: dict[str, Path]) -> None:
 
 
 def test_oops_in_init_is_killed(profile: KernelProfile, kos: dict[str, Path]) -> None:
-    [r] = Checker(profile).run([str(kos["lkm_exec_null_write"])])
+    [r] = Checker(profile, run=True).run([str(kos["lkm_exec_null_write"])])
     assert r.verdict == KILLED and not r.loaded and "D" in r.taint
     assert any(t.startswith("BUG: kernel NULL pointer dereference") for _, t in r.records)
 
@@ -87,7 +87,7 @@ def test_unimplemented_function_is_not_emulated(profile: KernelProfile, kos: dic
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     load_api()
     monkeypatch.delitem(api.FUNCTIONS, "_printk")  # as if printk were not implemented
-    [r] = Checker(profile).run([str(kos["lkm_exec_printk"])])
+    [r] = Checker(profile, run=True).run([str(kos["lkm_exec_printk"])])
     assert r.verdict == NOT_EMULATED and r.ran and not r.loaded
     assert r.missing == "_printk" and not r.missing_data
     assert r.site is not None and r.site.startswith("lkm_exec_printk_init+0x")

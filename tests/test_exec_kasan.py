@@ -39,7 +39,7 @@ def _texts(records: list[tuple[int, str]]) -> list[str]:
 
 
 def test_use_after_free_is_reported(profile: KernelProfile, kos: dict[str, Path]) -> None:
-    [r] = Checker(profile, kasan=True).run([str(kos["lkm_exec_uaf"])])
+    [r] = Checker(profile, run=True, kasan=True).run([str(kos["lkm_exec_uaf"])])
     assert r.loaded  # KASAN reports, the access happens, init goes on
     t = _texts(r.records)
     kind = "slab-use-after-free" if profile.version[:2] >= (6, 3) else "use-after-free"
@@ -84,7 +84,7 @@ def test_double_free_is_reported_and_ignored(tmp_path: Path, tree: Tree,
 
 def test_without_kasan_nothing_is_reported(profile: KernelProfile,
                                            kos: dict[str, Path]) -> None:
-    [r] = Checker(profile).run([str(kos["lkm_exec_uaf"])])
+    [r] = Checker(profile, run=True).run([str(kos["lkm_exec_uaf"])])
     assert not any("KASAN" in x for x in _texts(r.records))
 
 
@@ -95,13 +95,13 @@ def test_leaks_listed_at_unload(profile: KernelProfile, kos: dict[str, Path],
     from lkm.kernel.api import core as api
     from lkm.kernel.exec.runtime import load_api
 
-    c = Checker(profile, leaks=True)
+    c = Checker(profile, run=True, leaks=True)
     rs = c.run([str(kos["lkm_exec_mem"])])
     c.attach_exits(rs)
     assert rs[-1].exit is not None and rs[-1].exit.leaks == []
     load_api()
     monkeypatch.setitem(api.FUNCTIONS, "kfree", api.KFunc("kfree", lambda k, p: None, 1))
-    c = Checker(profile, leaks=True)
+    c = Checker(profile, run=True, leaks=True)
     rs = c.run([str(kos["lkm_exec_mem"])])
     c.attach_exits(rs)
     ex = rs[-1].exit

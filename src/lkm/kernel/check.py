@@ -5,12 +5,14 @@ for a module of the tree; modules.symbols for the unresolved symbols of a module
 file), into a fresh in-memory virtual kernel of the profile.  A result per module
 loaded: whether it loaded, the errno, the kernel's log lines, the taints.
 
-By default the module's code runs (:class:`~lkm.kernel.exec.state.ExecKernelState`):
+With ``run`` (``lkm check``'s default) the module's code runs
+(:class:`~lkm.kernel.exec.state.ExecKernelState`):
 init at load, exit at the unload that follows the loads (:meth:`Checker.unload_all`),
 so the verdict is the one the real kernel gives -- init's return value, its oops (the
 loading process killed), or "not emulated" when the code calls a kernel function the
-virtual kernel does not implement.  ``run=False`` (``--no-run``) is the static verdict:
-init is taken to return 0 (or what ``--init`` says).
+virtual kernel does not implement.  Without it (``--no-run``; the library's default, as
+``lkm audit`` uses it) the verdict is static: init is taken to return 0 (or what
+``--init`` says).
 """
 
 from __future__ import annotations
@@ -127,7 +129,7 @@ class Checker:
     def __init__(self, profile: KernelProfile, cmdline: str = "",
                  params: list[str] | None = None, moddir: str | Any | None = None,
                  init_results: dict[str, int] | None = None, flags: int = 0,
-                 run: bool = True, kasan: bool = False, leaks: bool = False) -> None:
+                 run: bool = False, kasan: bool = False, leaks: bool = False) -> None:
         self.profile = profile
         self.k = _kernel_state(profile, run, kasan, leaks)
         self.loaded: list[str] = []  # load order
