@@ -234,7 +234,7 @@ def _describe(k: Kernel, addr: int, frames: list[int], kind: str = "") -> None:
 
     rt = k.rt
     oops.dump_stack_print_info(rt, KERN_ERR)
-    oops.call_trace(rt, frames)
+    oops.call_trace(rt, frames, level=KERN_ERR)
     _err(k, "")
     s = _slab.slab(k)
     c = s.owner(addr)
