@@ -75,6 +75,7 @@ class FakeLayouts:
 
 def make_runtime(code: bytes = b"", symbols: list[tuple[str, int]] = (),  # type: ignore[assignment]
                  data: bytes = b"", sections: dict[str, int] | None = None,
+                 section_sizes: dict[str, int] | None = None,
                  ) -> tuple[Runtime, Module]:
     profile = KernelProfile("6.1.0-test", (6, 1, 0), "6.1.0-test SMP mod_unload",
                             config={"HZ": "250", "SMP": "y"})
@@ -88,7 +89,8 @@ def make_runtime(code: bytes = b"", symbols: list[tuple[str, int]] = (),  # type
     mod.memory = ModuleMemory(
         regions=[text, rw],
         symbols=[ModuleSymbol(n, a, 0, 0x12, 1) for n, a in symbols],
-        this_module=DATA + 0x800, sections=sections or {})
+        this_module=DATA + 0x800, sections=sections or {},
+        section_sizes=section_sizes or {})
     k.modules.insert(0, mod)
     rt.attach(mod.name, mod.memory)
     return rt, mod
@@ -221,7 +223,8 @@ def _bug_module(flags: int) -> tuple[Runtime, Module]:
     file_at = DATA + 0x40
     entry = struct.pack("<iiHH", (TEXT + 1) - DATA, file_at - (DATA + 4), 7, flags)
     data = entry.ljust(0x40, b"\0") + b"drivers/fake.c\0"
-    return make_runtime(code, [("fake_init", TEXT)], data, {"__bug_table": DATA})
+    return make_runtime(code, [("fake_init", TEXT)], data, {"__bug_table": DATA},
+                        {"__bug_table": len(entry)})
 
 
 def test_warn_prints_and_resumes() -> None:
@@ -309,3 +312,18 @@ def test_snapshot_round_trip() -> None:
     assert rt2.symbol_address("jiffies") == jif
     assert slab.ksize(rt2.kernel, obj) == 64
     assert rt2.kallsyms(TEXT) == ("f", 0, 0x1000, "lkm_fake")
+
+
+def test_unimplemented_data_is_not_an_oops() -> None:
+    """A read of kernel data the virtual kernel lacks (only a stub) ends the call as not
+    emulated, naming the symbol and the reading instruction, instead of an oops."""
+    rt, mod = make_runtime(bytes(32), [("fake_init", TEXT)])
+    addr = rt.symbol_address("lkm_no_such_data")
+    code = b"\x48\xb8" + struct.pack("<Q", addr + 8) + b"\x48\x8b\x00\xc3"  # rax = [addr+8]
+    assert mod.memory is not None
+    mod.memory.regions[0].data[:len(code)] = code
+    with pytest.raises(NotImplementedByVirtualKernel) as ei:
+        calls.call(rt, TEXT)
+    assert ei.value.data and ei.value.name == "lkm_no_such_data"
+    assert ei.value.site == "fake_init+0xa"
+    assert not rt.kstate.test_taint(7)  # no oops: not tainted D

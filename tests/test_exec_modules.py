@@ -114,6 +114,21 @@ def test_double_kfree_in_exit_kills_rmmod(vdir: Path, kos: dict[str, Path]) -> N
     assert vk.read_text("/sys/module/lkm_exec_double_free/initstate") == "going\n"
 
 
+def test_rmmod_after_an_oops_in_exit_fails_silently(vdir: Path, kos: dict[str, Path]) -> None:
+    """The module stays Unloading with refcnt -1; a second kmod rmmod exits 1 printing
+    nothing and the kernel logs nothing (the real 6.1/6.12 transcripts, null_read_exit)."""
+    assert lkm(vdir, "insmod", str(kos["lkm_exec_null_read"])).returncode == 0
+    assert lkm(vdir, "rmmod", "lkm_exec_null_read").returncode == -signal.SIGKILL
+    seen: list[int] = []
+    new_lines(vdir, seen)
+    p = lkm(vdir, "rmmod", "lkm_exec_null_read")
+    assert (p.returncode, p.stdout, p.stderr) == (1, "", "")
+    assert new_lines(vdir, seen) == []
+    vk = VirtualKernel.open(vdir)
+    line = vk.read_text("/proc/modules").split("\n")[0].split()
+    assert line[0] == "lkm_exec_null_read" and line[2] == "-1" and line[4] == "Unloading"
+
+
 def test_a_call_into_another_modules_export_runs_its_code(vdir: Path,
                                                           kos: dict[str, Path]) -> None:
     assert lkm(vdir, "insmod", str(kos["lkm_exec_export"])).returncode == 0

@@ -2,7 +2,10 @@
 
   lkm check MODULE... --kernel TREE|VMLINUZ|HEADERS [--param NAME=VALUE]...
             [--cmdline CMDLINE] [--init MODULE=RET]... [--force-vermagic]
-            [--force-modversion] [--json] [--boot]
+            [--force-modversion] [--no-run] [--leaks] [--json] [--boot]
+
+The module's init (and, after the loads, its exit) runs in the virtual kernel;
+--no-run gives the static verdict (init taken to return 0).
 
 MODULE is a module file or the name of a module of the kernel's tree.  Exit status
 0 when every module (and dependency) would load, 1 when one would fail, 2 on a
@@ -13,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 from lkm.cli._common import parse_init_results
@@ -40,6 +42,10 @@ def main(prog: str, argv: list[str]) -> int:
                     help="load as with MODULE_INIT_IGNORE_VERMAGIC (modprobe --force)")
     ap.add_argument("--force-modversion", action="store_true",
                     help="load as with MODULE_INIT_IGNORE_MODVERSIONS")
+    ap.add_argument("--no-run", action="store_true",
+                    help="do not run the modules' code (init is taken to return 0)")
+    ap.add_argument("--leaks", action="store_true",
+                    help="list what the modules' code allocated and did not free at unload")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     ap.add_argument("--boot", action="store_true",
                     help="also load them into the real kernel (lkm vm) and compare")
@@ -73,9 +79,12 @@ def main(prog: str, argv: list[str]) -> int:
             sys.stderr.write(f"lkm {prog}: WARNING: {e}\n")
             return None
 
-    checker = Checker(profile, a.cmdline, a.param, moddir, init_results, flags)
+    checker = Checker(profile, a.cmdline, a.param, moddir, init_results, flags,
+                      run=not a.no_run and not a.boot, leaks=a.leaks)
     try:
         results = checker.run(a.modules)
+        if not a.no_run and not a.boot:
+            checker.attach_exits(results)
     except LkmError as e:
         sys.stderr.write(f"lkm {prog}: ERROR: {e}\n")
         return 2
@@ -89,16 +98,11 @@ def main(prog: str, argv: list[str]) -> int:
         out = []
         for r in results:
             dep = f" (dependency of {r.dependency_of})" if r.dependency_of else ""
-            if r.loaded:
-                t = f", taints {r.taint}" if r.taint else ""
-                out.append(f"{r.module}{dep}: loads{t}\n")
-            else:
-                import errno as _e
-
-                code = r.errno or 0
-                out.append(f"{r.module}{dep}: fails: {_e.errorcode.get(code, str(code))} "
-                           f"({os.strerror(code)})\n")
+            out.append(f"{r.module}{dep}: {r.summary()}\n")
             out.extend(f"    {line}\n" for line in r.messages)
+            if r.exit is not None:
+                out.append(f"{r.module}: exit: {r.exit.summary('unloads')}\n")
+                out.extend(f"    {line}\n" for line in r.exit.messages + r.exit.leaks)
         if not profile.certificates and profile.enabled("MODULE_SIG"):
             out.append("note: this kernel's built-in certificates are not known (a headers "
                        "tree): signed modules count as signed with an unknown key\n")
@@ -108,4 +112,4 @@ def main(prog: str, argv: list[str]) -> int:
             out.append(f"kernel: {print_tainted(results[-1].tainted)} "
                        f"({results[-1].tainted})\n")
         sys.stdout.write("".join(out))
-    return 0 if all(r.loaded for r in results) else 1
+    return 0 if all(r.loaded and (r.exit is None or r.exit.loaded) for r in results) else 1

@@ -55,6 +55,7 @@ def _create(prog: str, argv: list[str]) -> int:
     ap.add_argument("--cmdline", default="")
     ap.add_argument("--init", action="append", default=[], metavar="MODULE=RET")
     ap.add_argument("--no-depmod", action="store_true")
+    ap.add_argument("--kasan", action="store_true")  # KASAN's reports on slab misuse
     a = ap.parse_args(argv)
     try:
         init_results = parse_init_results(a.init)
@@ -65,7 +66,7 @@ def _create(prog: str, argv: list[str]) -> int:
 
     try:
         vk = VirtualKernel.create(a.dir, a.source, a.cmdline, init_results=init_results,
-                                  depmod=not a.no_depmod)
+                                  depmod=not a.no_depmod, kasan=a.kasan)
     except LkmError as e:
         return _err(prog, str(e))
     p = vk.profile

@@ -4,6 +4,15 @@ Each module is loaded, after the dependencies the tree's indexes name (modules.d
 for a module of the tree; modules.symbols for the unresolved symbols of a module
 file), into a fresh in-memory virtual kernel of the profile.  A result per module
 loaded: whether it loaded, the errno, the kernel's log lines, the taints.
+
+With ``run`` (``lkm check``'s default) the module's code runs
+(:class:`~lkm.kernel.exec.state.ExecKernelState`):
+init at load, exit at the unload that follows the loads (:meth:`Checker.unload_all`),
+so the verdict is the one the real kernel gives -- init's return value, its oops (the
+loading process killed), or "not emulated" when the code calls a kernel function the
+virtual kernel does not implement.  Without it (``--no-run``; the library's default, as
+``lkm audit`` uses it) the verdict is static: init is taken to return 0 (or what
+``--init`` says).
 """
 
 from __future__ import annotations
@@ -15,12 +24,18 @@ from pathlib import Path
 from typing import Any
 
 from lkm.compress import detect, read_module
-from lkm.errors import FormatError, KernelError, LkmError, ModuleNotFound
+from lkm.errors import FormatError, KernelError, LkmError, ModuleNotFound, ProcessKilled
 from lkm.kernel import taint as T
 from lkm.kernel.cmdline import apply_cmdline
-from lkm.kernel.module.main import load_module
+from lkm.kernel.exec.faults import NotImplementedByVirtualKernel
+from lkm.kernel.exec.state import ExecKernelState
+from lkm.kernel.module.main import delete_module, load_module
 from lkm.kernel.module.state import KernelState
+from lkm.kernel.printk import Printk
 from lkm.kernel.profile import KernelProfile
+
+# verdicts
+LOADS, FAILS, KILLED, NOT_EMULATED = "loads", "fails", "killed", "not emulated"
 
 
 @dataclass
@@ -35,12 +50,53 @@ class CheckResult:
     tainted: int  # the kernel's taint mask afterwards
     path: str | None = None
     dependency_of: str | None = None
+    verdict: str = ""  # LOADS, FAILS, KILLED or NOT_EMULATED ("" : from ``loaded``)
+    ran: bool = False  # the module's init ran in the virtual kernel
+    records: list[tuple[int, str]] = field(default_factory=list)  # (level, text)
+    missing: str | None = None  # NOT_EMULATED: the kernel function
+    site: str | None = None  # NOT_EMULATED: where it is called from (``init+0x24``)
+    missing_data: bool = False  # NOT_EMULATED: ``missing`` is kernel data, not a function
+    signal: int | None = None  # KILLED: the signal the loading process died of
+    not_run: str | None = None  # why the code could not run (a profile without BTF)
+    exit: CheckResult | None = None  # the unload after the loads (exit ran)
+    leaks: list[str] = field(default_factory=list)  # exit: kmemleak's unreferenced objects
+
+    def __post_init__(self) -> None:
+        if not self.verdict:
+            self.verdict = LOADS if self.loaded else FAILS
+
+    def summary(self, ok: str = "loads") -> str:
+        """The verdict in words (``loads``, ``fails: ENOMEM (...)``, ``not emulated: ...``)."""
+        if self.verdict == NOT_EMULATED:
+            verb = "uses the data" if self.missing_data else "calls"
+            return f"not emulated: {verb} {self.missing} (from {self.site})"
+        if self.verdict == KILLED:
+            return f"killed: the kernel killed the process (signal {self.signal})" + \
+                (f", taints {self.taint}" if self.taint else "")
+        if self.loaded:
+            return ok + (f", taints {self.taint}" if self.taint else "")
+        code = self.errno or 0
+        return f"fails: {_errno.errorcode.get(code, str(code))} ({os.strerror(code)})"
 
     def to_json(self) -> dict[str, Any]:
-        return {"module": self.module, "loaded": self.loaded,
-                "errno": _errno.errorcode.get(self.errno, str(self.errno))
-                if self.errno is not None else None,
-                "messages": self.messages, "taint": self.taint, "tainted": self.tainted}
+        d: dict[str, Any] = {
+            "module": self.module, "loaded": self.loaded, "verdict": self.verdict,
+            "errno": _errno.errorcode.get(self.errno, str(self.errno))
+            if self.errno is not None else None,
+            "messages": self.messages, "taint": self.taint, "tainted": self.tainted,
+            "ran": self.ran, "log": [{"level": lv, "text": t} for lv, t in self.records]}
+        if self.verdict == NOT_EMULATED:
+            d["missing"] = {"data" if self.missing_data else "function": self.missing,
+                            "site": self.site}
+        if self.signal is not None:
+            d["signal"] = self.signal
+        if self.not_run:
+            d["not_run"] = self.not_run
+        if self.exit is not None:
+            d["exit"] = self.exit.to_json()
+        if self.leaks:
+            d["leaks"] = self.leaks
+        return d
 
 
 @dataclass
@@ -72,9 +128,11 @@ class Checker:
 
     def __init__(self, profile: KernelProfile, cmdline: str = "",
                  params: list[str] | None = None, moddir: str | Any | None = None,
-                 init_results: dict[str, int] | None = None, flags: int = 0) -> None:
+                 init_results: dict[str, int] | None = None, flags: int = 0,
+                 run: bool = False, kasan: bool = False, leaks: bool = False) -> None:
         self.profile = profile
-        self.k = KernelState(profile)
+        self.k = _kernel_state(profile, run, kasan, leaks)
+        self.loaded: list[str] = []  # load order
         self.k.sig_enforce = profile.enabled("MODULE_SIG_FORCE")
         apply_cmdline(self.k, cmdline)
         if init_results:
@@ -182,18 +240,78 @@ class Checker:
             return CheckResult(job.name, False, err, [str(e)], "", self.k.tainted, job.path,
                                job.dependency_of)
         name = job.name
+        log = Printk(self.k.once)
+        _enter(self.k, log, "insmod")
         try:
             res = load_module(self.k, image, self.args_for(name, job.dependency_of is None),
-                              self.flags, path=job.path)
+                              self.flags, path=job.path, log=log)
         except KernelError as e:
             added = self.k.tainted & ~before
-            return CheckResult(name, False, e.errno, e.messages, T.letters(added),
-                               self.k.tainted, job.path, job.dependency_of)
+            r = CheckResult(name, False, e.errno, e.messages, T.letters(added),
+                            self.k.tainted, job.path, job.dependency_of)
+            return self._ran(r, name, log, e.errno)
+        except ProcessKilled as e:
+            added = self.k.tainted & ~before
+            r = CheckResult(name, False, None, e.messages, T.letters(added), self.k.tainted,
+                            job.path, job.dependency_of, verdict=KILLED, signal=e.signal)
+            return self._ran(r, name, log, None)
         mod = res.module
+        self.loaded.append(mod.name)
         added = self.k.tainted & ~before
-        return CheckResult(mod.name, True, None, res.messages,
-                           T.letters(mod.taints | added), self.k.tainted, job.path,
-                           job.dependency_of)
+        r = CheckResult(mod.name, True, None, res.messages, T.letters(mod.taints | added),
+                        self.k.tainted, job.path, job.dependency_of)
+        return self._ran(r, mod.name, log, None)
+
+    def _ran(self, r: CheckResult, name: str, log: Printk, err: int | None) -> CheckResult:
+        """What running the code added: its log records, whether it ran, what it missed."""
+        r.records = list(log.records)
+        k = self.k
+        if not isinstance(k, ExecKernelState):
+            return r
+        r.ran = k.code_ran
+        r.not_run = None if r.ran else k.cannot_run
+        missing = k.exec_error
+        if missing is not None and err == _errno.ENOSYS:
+            r.verdict, r.missing, r.site = NOT_EMULATED, missing.name, missing.site
+            r.missing_data = missing.data
+        return r
+
+    def attach_exits(self, results: list[CheckResult]) -> None:
+        """Unload what loaded (:meth:`unload_all`); each result gets its exit's."""
+        by_name = {r.module: r for r in results if r.loaded}
+        for ex in self.unload_all():
+            if ex.module in by_name:
+                by_name[ex.module].exit = ex
+
+    def unload_all(self) -> list[CheckResult]:
+        """rmmod of what loaded, newest first: each exit runs (its verdict and log)."""
+        out: list[CheckResult] = []
+        for name in reversed(self.loaded):
+            mod = self.k.find_module(name)
+            if mod is None:
+                continue
+            before = self.k.tainted
+            log = Printk(self.k.once)
+            _enter(self.k, log, "rmmod")
+            try:
+                delete_module(self.k, name, log=log)
+                r = CheckResult(name, True, None, list(log.lines), "", self.k.tainted)
+            except KernelError as e:
+                r = CheckResult(name, False, e.errno, e.messages, "", self.k.tainted)
+            except ProcessKilled as e:
+                r = CheckResult(name, False, None, e.messages, "", self.k.tainted,
+                                verdict=KILLED, signal=e.signal)
+            except NotImplementedByVirtualKernel as e:  # exit called it: the module stays
+                r = CheckResult(name, False, _errno.ENOSYS, list(log.lines), "",
+                                self.k.tainted, verdict=NOT_EMULATED, missing=e.name,
+                                site=e.site, missing_data=e.data)
+            r.taint = T.letters(self.k.tainted & ~before)
+            r = self._ran(r, name, log, r.errno)
+            if r.loaded and isinstance(self.k, ExecKernelState):
+                r.leaks = self.k.unreferenced(name)
+            out.append(r)
+        self.loaded = [n for n in self.loaded if self.k.find_module(n) is not None]
+        return out
 
     def run(self, args: list[str]) -> list[CheckResult]:
         results: list[CheckResult] = []
@@ -209,6 +327,22 @@ class Checker:
                     continue
                 results.append(self.load(job))
         return results
+
+
+def _kernel_state(profile: KernelProfile, run: bool, kasan: bool,
+                  leaks: bool) -> KernelState:
+    """A fresh kernel: one that runs module code when ``run`` (and the profile allows),
+    with KASAN's checks when ``kasan``, tracking allocations for kmemleak's list at
+    unload when ``leaks``."""
+    if not run:
+        return KernelState(profile)
+    return ExecKernelState(profile, kasan=kasan, kmemleak=leaks)
+
+
+def _enter(k: KernelState, log: Printk, comm: str) -> None:
+    from lkm.kernel.exec.state import exec_enter
+
+    exec_enter(k, log, comm)
 
 
 def is_compressed(path: str) -> bool:

@@ -100,8 +100,9 @@ class VirtualKernel(KernelBackend):
     def create(cls, directory: str | os.PathLike[str], source: str | os.PathLike[str] | None = None,
                cmdline: str = "", profile: KernelProfile | None = None,
                init_results: dict[str, int] | None = None,
-               depmod: bool = True) -> VirtualKernel:
-        """Make DIR a fresh virtual kernel of the kernel at ``source`` (or ``profile``)."""
+               depmod: bool = True, kasan: bool = False) -> VirtualKernel:
+        """Make DIR a fresh virtual kernel of the kernel at ``source`` (or ``profile``);
+        ``kasan``: KASAN's reports on slab misuse (lkm.kernel.api.kasan)."""
         d = Path(directory)
         if profile is None:
             if source is None:
@@ -126,6 +127,8 @@ class VirtualKernel(KernelBackend):
             boot_lines = apply_cmdline(k, cmdline)
             if init_results:
                 k.init_results.update(init_results)
+            if kasan and isinstance(k, ExecKernelState):
+                k.kasan = True
             snap = Snapshot(k, [], time.time(), 0)
             vk._append(snap, [(KERN_NOTICE, f"Linux version {profile.release} (lkm virtual "
                                              "kernel)"),

@@ -39,15 +39,8 @@ class Site:
 
 
 def _span(mm: ModuleMemory, name: str) -> tuple[int, int] | None:
-    """A section's extent: to the next section of its region (sizes are not kept)."""
-    addr = mm.sections.get(name)
-    if addr is None:
-        return None
-    region = mm.region_at(addr)
-    if region is None:
-        return None
-    later = [a for a in mm.sections.values() if addr < a < region.end]
-    return addr, min(later, default=region.end)
+    """A section's extent, as the loader laid it out (section_objs())."""
+    return mm.section(name)
 
 
 def _bitfield(k: Kernel, addr: int, member: str) -> tuple[int, int, int]:

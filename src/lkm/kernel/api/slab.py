@@ -20,6 +20,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from lkm.kernel.api import kasan
 from lkm.kernel.api.core import Kernel, kdata, kfunc, substate
 from lkm.kernel.exec import abi_x86_64 as abi
 from lkm.kernel.exec.faults import KernelBug
@@ -32,9 +33,6 @@ KMALLOC_MAX_CACHE_SIZE = 1 << KMALLOC_SHIFT_HIGH
 HEAP_CHUNK = 0x100000
 SLAB_ORDER_BYTES = 4 * PAGE_SIZE  # one slab: 4 pages (SLUB picks 0-3 orders; invisible)
 MASK = (1 << 64) - 1
-
-# set_freepointer()'s BUG_ON (CONFIG_SLAB_FREELIST_HARDENED), by version
-SET_FREEPOINTER_LINE = {(6, 1): 379, (6, 12): 410}
 
 
 def kmalloc_index(size: int) -> int:
@@ -153,7 +151,8 @@ class Slab:
             addr = self.kmalloc_caches[index]
         return self.caches[addr]
 
-    def alloc(self, c: Cache, flags: int) -> int:
+    def alloc(self, c: Cache, flags: int, size: int = 0) -> int:
+        """An object of ``c`` (``size``: what kmalloc asked for, for KASAN)."""
         if not c.free:
             base = self.pages(SLAB_ORDER_BYTES)
             for p in range(base, base + SLAB_ORDER_BYTES, PAGE_SIZE):
@@ -162,6 +161,8 @@ class Slab:
             c.free.extend(reversed([base + i * c.size for i in range(n)]))
         obj = c.free.pop()
         c.live.add(obj)
+        if kasan.tracking(self.k):  # kasan_slab_alloc(), kmemleak_alloc(): its track
+            kasan.allocated(self.k, obj, size or c.object_size)
         if not c.ctor:
             self.k.mem.write(obj, bytes(c.object_size))  # init_on_alloc
         else:
@@ -172,8 +173,9 @@ class Slab:
         """do_slab_free(): set_freepointer() onto the freelist head."""
         head = c.free[-1] if c.free else 0
         if obj == head:
-            line = SET_FREEPOINTER_LINE.get(self.k.version[:2], 0)
-            raise KernelBug("mm/slub.c", line, self.k.caller, function="kfree")
+            # set_freepointer()'s BUG_ON (SLAB_FREELIST_HARDENED): its line is a fact of
+            # the build (kernel_text.py's "slab_double_free")
+            raise KernelBug("mm/slub.c", 0, self.k.caller, function="kfree")
         ptr_addr = obj + c.offset
         self.k.mem.write_u64(ptr_addr, head ^ c.random ^ swab64(ptr_addr))
         c.live.discard(obj)
@@ -189,7 +191,7 @@ class Slab:
             return ZERO_SIZE_PTR
         if size > KMALLOC_MAX_CACHE_SIZE:
             return self.kmalloc_large(size)
-        return self.alloc(self.kmalloc_cache(size), flags)
+        return self.alloc(self.kmalloc_cache(size), flags, size)
 
     def kmalloc_large(self, size: int) -> int:
         npages = 1 << (page_align(size) // PAGE_SIZE - 1).bit_length()
@@ -202,6 +204,11 @@ class Slab:
             return
         c = self.owner(obj)
         if c is not None:
+            if kasan.enabled(self.k) and obj not in c.live:  # kasan_slab_free(): a bad
+                kasan.invalid_free(self.k, obj)  # free is reported, and not done
+                return
+            if kasan.tracking(self.k):
+                kasan.freed(self.k, obj)
             self.free_object(c, obj)
             return
         if obj in self.large:
@@ -262,7 +269,7 @@ def kmalloc_trace(k: Kernel, s: int, gfpflags: int, size: int) -> int:
     """mm/slab_common.c (6.1) / mm/slub.c __kmalloc_cache_noprof (6.12)."""
     sl = slab(k)
     c = sl.cache(s)
-    return sl.alloc(c, gfpflags) if c is not None else sl.kmalloc(size, gfpflags)
+    return sl.alloc(c, gfpflags, size) if c is not None else sl.kmalloc(size, gfpflags)
 
 
 @kfunc("__kmalloc_cache_node_noprof")

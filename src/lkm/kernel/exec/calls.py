@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING
 
 from lkm.errors import ProcessKilled
 from lkm.kernel.api.core import signed
-from lkm.kernel.exec.faults import BudgetExhausted, ExecFault, Panic
+from lkm.kernel.exec.faults import (
+    X86_PF_INSTR,
+    BudgetExhausted,
+    ExecFault,
+    NotImplementedByVirtualKernel,
+    PageFault,
+    Panic,
+)
 
 if TYPE_CHECKING:
     from lkm.kernel.exec.runtime import Runtime
@@ -65,7 +72,26 @@ def call(rt: Runtime, addr: int, args: Sequence[int] = ()) -> int:
     except Panic as e:
         raise ProcessKilled(oops.panic(rt, e)) from None
     except ExecFault as f:
+        missing = unimplemented_data(rt, f)
+        if missing is not None:
+            raise missing from None
         raise ProcessKilled(oops.die(rt, f)) from None
+
+
+def unimplemented_data(rt: Runtime, f: ExecFault) -> NotImplementedByVirtualKernel | None:
+    """A read or write of a kernel symbol that only has a stub (data nothing implements):
+    not a fault of the module's, so not an oops -- the virtual kernel cannot go on."""
+    from lkm.kernel.exec import abi_x86_64 as abi
+
+    if not isinstance(f, PageFault) or f.error_code & X86_PF_INSTR:
+        return None
+    if not abi.STUB_BASE <= f.address < abi.STUB_BASE + abi.STUB_SIZE:
+        return None
+    at = max((a for a in rt.names if abi.STUB_BASE <= a <= f.address), default=None)
+    if at is None:
+        return None
+    return NotImplementedByVirtualKernel(rt.names[at], f.rip, rt.symbolize(f.rip, sizes=False),
+                                         data=True)
 
 
 # -- do_init_module / delete_module ------------------------------------------------------------
@@ -94,21 +120,15 @@ def run_init(rt: Runtime, mod: Module) -> int:
         rt.irqs_enabled = True
     if msg:
         oops.initcall_imbalance(rt, mm.init, msg.rstrip())
-    if ret > 0:
-        suspicious_return(rt, mod, ret)
-        return 0
     return ret
 
 
-def suspicious_return(rt: Runtime, mod: Module, ret: int) -> None:
-    """do_init_module(): a positive return is loaded anyway, with a warning and a stack
-    dump (which is why the warning is printed here rather than by the loader)."""
-    from lkm.kernel.api.printk import printk
+def suspicious_return(rt: Runtime) -> None:
+    """do_init_module(): after the loader's "suspiciously returned" warning (a positive
+    return is loaded anyway), the stack dump."""
     from lkm.kernel.exec import oops
 
-    printk(rt.kernel, 4, f"do_init_module: '{mod.name}'->init suspiciously returned {ret}, "
-                         "it should follow 0/-E convention\ndo_init_module: loading module "
-                         "anyway...")
+    rt.printk_open = None  # the loader's record ended any continuation line
     oops.dump_stack_print_info(rt)
     oops.call_trace(rt, [], oops.text_of(rt).stacks.get("init_positive", ()), skip=2)
 

@@ -89,6 +89,7 @@ class Machine:
         self._buffers: dict[int, Any] = {}  # id(mapping) -> ctypes view keeping it mapped
         self._next_phys = 0x100000
         self._fault: tuple[int, int, bool] | None = None
+        self._watch: tuple[int, int, Callable[[int, int, bool, int, int], None]] | None = None
         self._pending: BaseException | None = None
         self._jump: int | None = None
         self.frames: list[Frame] = []  # kernel function calls in progress, innermost last
@@ -106,6 +107,36 @@ class Machine:
         uc.reg_write(self._reg["gs_base"], gs_base)
         uc.reg_write(self._reg["cr0"], abi.CR0)
 
+    def watch(self, begin: int, end: int,
+              on_access: Callable[[int, int, bool, int, int], None]) -> None:
+        """Call ``on_access(address, size, write, rip, rsp)`` before every data access of
+        the code to a mapping in [begin, end) (KASAN's checks); the hooks see physical
+        addresses, each mapping's own hook translates them back."""
+        self._watch = (begin, end, on_access)
+        for m in self.mem.mappings:
+            self._watch_mapping(m)
+
+    def _watch_mapping(self, m: Mapping) -> None:
+        if self._watch is None or not self._watch[0] <= m.base < self._watch[1]:
+            return
+        U = self._U
+        on_access = self._watch[2]
+        phys = self._phys[id(m)]
+        delta = m.base - phys
+
+        def hook(uc: Any, access: int, address: int, size: int, _value: int,
+                 _ud: Any) -> None:
+            if self._pending is not None:
+                return
+            try:
+                on_access(address + delta, size, access == U.UC_MEM_WRITE,
+                          uc.reg_read(self._reg["rip"]), uc.reg_read(self._reg["rsp"]))
+            except BaseException as e:  # re-raised after emu_start
+                self._stop(e)
+
+        self.uc.hook_add(U.UC_HOOK_MEM_READ | U.UC_HOOK_MEM_WRITE, hook, begin=phys,
+                         end=phys + len(m.data) - 1)
+
     # -- the address space ---------------------------------------------------------------
     def _map(self, m: Mapping) -> None:
         size = len(m.data)
@@ -115,6 +146,7 @@ class Machine:
         self._next_phys += size + 0x1000  # never reused: no stale translation can match
         self._phys[id(m)] = phys
         self._buffers[id(m)] = buf
+        self._watch_mapping(m)
 
     def _on_change(self, what: str, m: Mapping) -> None:
         if what == "map":

@@ -140,16 +140,16 @@ def show_regs(rt: Runtime, regs: dict[str, int], rip_text: str, cr2: int = 0) ->
     _out(rt, KERN_DEFAULT, f"CR2: {cr2:016x} CR3: {0x62A2000:016x} CR4: {0x6F0:016x}")
 
 
-def _user_regs(rt: Runtime) -> None:
+def _user_regs(rt: Runtime, level: int = KERN_DEFAULT) -> None:
     nr = text_of(rt).syscall_nr.get("delete_module" if rt.path == "exit" else "finit_module", 0)
-    _out(rt, KERN_DEFAULT, f"RIP: 0033:{USER_RIP:#x}")
-    _out(rt, KERN_DEFAULT, f"Code: {USER_CODE}")
-    _out(rt, KERN_DEFAULT, f"RSP: 002b:{0x7FFC3B814DA8:016x} EFLAGS: 00000246 "
+    _out(rt, level, f"RIP: 0033:{USER_RIP:#x}")
+    _out(rt, level, f"Code: {USER_CODE}")
+    _out(rt, level, f"RSP: 002b:{0x7FFC3B814DA8:016x} EFLAGS: 00000246 "
                            f"ORIG_RAX: {nr:016x}")
     vals = {"rax": 0xFFFFFFFFFFFFFFDA, "rcx": USER_RIP, "rdi": 3, "r10": 3, "r11": 0x246}
     names = abi.SHOW_REGS
     for i in range(0, len(names), 3):
-        _out(rt, KERN_DEFAULT, " ".join(f"{n.upper()}: {vals.get(n, 0):016x}"
+        _out(rt, level, " ".join(f"{n.upper()}: {vals.get(n, 0):016x}"
                                         for n in names[i:i + 3]).replace("R8:", "R08:")
              .replace("R9:", "R09:"))
 
@@ -160,20 +160,21 @@ def syscall_frames(rt: Runtime) -> tuple[str, ...]:
 
 
 def call_trace(rt: Runtime, module_frames: list[int], kernel: tuple[str, ...] = (),
-               skip: int = 0) -> None:
-    """show_trace_log_lvl(): the frames, innermost first, and the user registers."""
-    _out(rt, KERN_DEFAULT, "Call Trace:")
-    _out(rt, KERN_DEFAULT, " <TASK>")
+               skip: int = 0, level: int = KERN_DEFAULT) -> None:
+    """show_trace_log_lvl(): the frames, innermost first, and the user registers (at
+    ``level``: dump_stack_lvl()'s)."""
+    _out(rt, level, "Call Trace:")
+    _out(rt, level, " <TASK>")
     for f in kernel:
-        _out(rt, KERN_DEFAULT, f" {f}")
+        _out(rt, level, f" {f}")
     for a in module_frames:
-        _out(rt, KERN_DEFAULT, f" {rt.symbolize_return(a)}")
+        _out(rt, level, f" {rt.symbolize_return(a)}")
     frames = syscall_frames(rt)[skip:]
     for f in frames:
-        _out(rt, KERN_DEFAULT, f" {f}")
+        _out(rt, level, f" {f}")
     if frames:
-        _user_regs(rt)
-    _out(rt, KERN_DEFAULT, " </TASK>")
+        _user_regs(rt, level)
+    _out(rt, level, " </TASK>")
 
 
 def unwind(rt: Runtime, rsp: int, pc: int) -> list[int]:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from lkm.kernel.api import core as api
 from lkm.kernel.exec import abi_x86_64 as abi
 from lkm.kernel.exec.faults import (
+    BUG_ENTRY,
     BUGFLAG_DONE,
     BUGFLAG_ONCE,
     ExecFault,
@@ -165,7 +166,20 @@ class Runtime:
             self._machine = Machine(self.mem, self._on_stub, self._on_trap,
                                     on_tick=self._on_tick)
             self._machine.new_stack(self.stack.end)
+            if getattr(self.kstate, "kasan", False):
+                self._machine.watch(abi.HEAP_BASE, abi.HEAP_BASE + abi.HEAP_SIZE,
+                                    self._on_heap_access)
         return self._machine
+
+    def _on_heap_access(self, addr: int, size: int, write: bool, rip: int, rsp: int) -> None:
+        """KASAN: module code touches slab memory (the check its instrumentation makes)."""
+        from lkm.kernel.api import kasan
+        from lkm.kernel.exec import oops
+
+        if not self.in_module_text(rip) or not kasan.suspicious(self.kernel, addr, size):
+            return
+        frames = [rip, *oops.unwind(self, rsp, rip)]
+        kasan.check_access(self.kernel, addr, size, write, rip, frames)
 
     def code_changed(self) -> None:
         """Module text was rewritten (jump labels): drop stale translations."""
@@ -367,22 +381,17 @@ class Runtime:
         for code in self.code.values():
             if not code.contains(rip):
                 continue
-            base = code.memory.sections.get("__bug_table")
-            if base is None:
+            # the entries as the loader laid the section out (its size kept)
+            span = code.memory.section("__bug_table")
+            if span is None:
                 return None
-            # the table's size is not kept: read entries while they point into the module
-            at = base
-            while True:
-                try:
-                    raw = self.mem.read(at, 12)
-                except MemoryFault:
-                    return None
-                e = decode_bug_table(raw, at)[0]
+            start, end = span
+            for at, e in zip(range(start, end, BUG_ENTRY.size),
+                             decode_bug_table(self.mem.read(start, end - start), start),
+                             strict=False):
                 if e.bug_addr == rip:
                     return at, e
-                if not code.contains(e.bug_addr):
-                    return None
-                at += 12
+            return None
         return None
 
     # -- modules -------------------------------------------------------------------------
@@ -494,5 +503,5 @@ def load_api() -> None:
     _loaded = True
 
 
-API_FILES = ("compiler", "slab", "string", "printk", "hexdump", "sched", "time", "locking",
+API_FILES = ("compiler", "kasan", "slab", "string", "printk", "hexdump", "sched", "time", "locking",
              "module", "moduleparam", "panic", "paravirt", "dynamic_debug", "cpu")

@@ -66,6 +66,7 @@ def dumps(rt: Runtime) -> bytes:
             "regions": [[r.kind, r.base, r.size, r.perm, pages_of(r.data)] for r in mm.regions],
             "symbols": [list(s) for s in mm.symbols], "init": mm.init, "exit": mm.exit,
             "this_module": mm.this_module, "sections": mm.sections,
+            "section_sizes": mm.section_sizes,
         }
     meta = {
         "format": FORMAT, "symbols": rt.symbols, "sizes": rt.sizes,
@@ -119,7 +120,8 @@ def loads(rt: Runtime, data: bytes) -> None:
         mm = ModuleMemory(regions=regions,
                           symbols=[ModuleSymbol(*s) for s in d["symbols"]],
                           init=d["init"], exit=d["exit"], this_module=d["this_module"],
-                          sections=dict(d["sections"]))
+                          sections=dict(d["sections"]),
+                          section_sizes=dict(d.get("section_sizes", {})))
         mod = rt.kstate.find_module(name, even_unformed=True)
         if mod is not None:
             mod.memory = mm

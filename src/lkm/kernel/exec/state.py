@@ -34,12 +34,15 @@ class ExecKernelState(KernelState):
     """KernelState whose hooks run module code (see the module docstring)."""
 
     exec_generation: int = 0
+    kasan: bool = False  # KASAN's reports on slab misuse (lkm virtual create --kasan)
+    kmemleak: bool = False  # allocations tracked: unreferenced() lists them at unload
     directory: Path | None = field(default=None, compare=False, repr=False)
     boot: float = field(default=0.0, compare=False, repr=False)
     comm: str = field(default="insmod", compare=False, repr=False)
     log: Printk | None = field(default=None, compare=False, repr=False)
     exec_error: NotImplementedByVirtualKernel | None = field(default=None, compare=False,
                                                              repr=False)
+    code_ran: bool = field(default=False, compare=False, repr=False)  # in this syscall
     _rt: Runtime | None = field(default=None, compare=False, repr=False)
     _why: str | None = field(default=None, compare=False, repr=False)
     _dirty: bool = field(default=False, compare=False, repr=False)
@@ -55,6 +58,7 @@ class ExecKernelState(KernelState):
         self.log = log
         self.comm = comm
         self.exec_error = None
+        self.code_ran = False
         if self._rt is not None:
             self._rt.printk = log
             if self._rt.comm != comm:
@@ -136,17 +140,37 @@ class ExecKernelState(KernelState):
         from lkm.kernel.exec import calls
         from lkm.kernel.exec.faults import NotImplementedByVirtualKernel
 
+        self.code_ran = True
         try:
             return calls.run_init(self.runtime(), mod)
         except NotImplementedByVirtualKernel as e:
             self.exec_error = e
             return -errno.ENOSYS
 
+    def init_suspicious(self, mod: Module, ret: int) -> None:
+        rt = self.runtime_for(mod) if self.code_ran else None
+        if rt is None:
+            return super().init_suspicious(mod, ret)
+        from lkm.kernel.exec import calls
+
+        calls.suspicious_return(rt)
+        return None
+
+    def unreferenced(self, name: str) -> list[str]:
+        """kmemleak's report of what module ``name``'s code allocated and did not free
+        (with :attr:`kmemleak` or :attr:`kasan` on; else nothing is tracked)."""
+        if self._rt is None or not (self.kmemleak or self.kasan):
+            return []
+        from lkm.kernel.api import kasan
+
+        return kasan.unreferenced(self._rt.kernel, name)
+
     def run_exit(self, mod: Module) -> None:
         if self.runtime_for(mod) is None:
             return super().run_exit(mod)
         from lkm.kernel.exec import calls
 
+        self.code_ran = True
         calls.run_exit(self.runtime(), mod)
         return None
 
@@ -196,11 +220,17 @@ class ExecKernelState(KernelState):
     def to_json(self) -> dict[str, Any]:
         d = super().to_json()
         d["exec_generation"] = self.exec_generation
+        if self.kasan:
+            d["kasan"] = True
+        if self.kmemleak:
+            d["kmemleak"] = True
         return d
 
     def load_json(self, d: dict[str, Any]) -> None:
         super().load_json(d)
         self.exec_generation = int(d.get("exec_generation", 0))
+        self.kasan = bool(d.get("kasan", False))
+        self.kmemleak = bool(d.get("kmemleak", False))
 
 
 def _uts_version(profile: Any) -> str:

@@ -252,6 +252,7 @@ def move_module(info: LoadInfo, lay: ModuleLayout) -> ModuleMemory:
     for i, addr in lay.addr.items():
         mem.sections[names[i]] = addr
         h = info.sechdrs[i]
+        mem.section_sizes[names[i]] = h.sh_size
         if h.sh_type == SHT_NOBITS or not h.sh_size or not h.sh_flags & SHF_ALLOC:
             continue
         region = mem.region_at(addr)

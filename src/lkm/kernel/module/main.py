@@ -334,6 +334,7 @@ def do_init_module(k: KernelState, mod: Module, log: Printk) -> Module:
     if ret > 0:
         log.warn(f"do_init_module: '{mod.name}'->init suspiciously returned {ret}, it should "
                  "follow 0/-E convention\ndo_init_module: loading module anyway...")
+        k.init_suspicious(mod, ret)
     mod.state = MODULE_STATE_LIVE
     mod.refcnt -= 1  # module_put()
     mod.init_size = 0

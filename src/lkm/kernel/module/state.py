@@ -127,6 +127,7 @@ class ModuleMemory:
     exit: int | None = None
     this_module: int = 0
     sections: dict[str, int] = field(default_factory=dict)  # name -> address
+    section_sizes: dict[str, int] = field(default_factory=dict)  # name -> sh_size
     _by_name: dict[str, ModuleSymbol] | None = field(default=None, init=False, repr=False)
 
     def region_at(self, addr: int) -> Region | None:
@@ -134,6 +135,13 @@ class ModuleMemory:
             if r.base <= addr < r.end:
                 return r
         return None
+
+    def section(self, name: str) -> tuple[int, int] | None:
+        """An allocated section's extent (start, end) as laid out, or None."""
+        addr = self.sections.get(name)
+        if addr is None:
+            return None
+        return addr, addr + self.section_sizes.get(name, 0)
 
     def symbol(self, name: str) -> ModuleSymbol | None:
         """The module's symbol ``name`` (the first one of that name in its symtab)."""
@@ -227,9 +235,9 @@ class ModuleRef:
 class KernelState:
     """The mutable state of a (virtual) kernel: modules, taints, settings.
 
-    The hooks :meth:`symbol_address`, :meth:`run_init` and :meth:`run_exit` are where
-    module code execution plugs in (override them in a subclass, or assign callables to
-    the instance); the defaults run nothing.
+    The hooks :meth:`symbol_address`, :meth:`run_init`, :meth:`init_suspicious` and
+    :meth:`run_exit` are where module code execution plugs in (override them in a
+    subclass, or assign callables to the instance); the defaults run nothing.
     """
 
     profile: KernelProfile
@@ -263,6 +271,10 @@ class KernelState:
         :class:`lkm.errors.ProcessKilled` (an oops in init).
         """
         return self.init_results.get(mod.name, 0)
+
+    def init_suspicious(self, mod: Module, ret: int) -> None:
+        """After do_init_module()'s "suspiciously returned" warning (init returned ``ret``
+        > 0): where the kernel dumps the stack.  Default: nothing."""
 
     def run_exit(self, mod: Module) -> None:
         """Call mod->exit (delete_module(), only when the module has one).
