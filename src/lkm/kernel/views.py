@@ -20,6 +20,9 @@ from lkm.kernel.printk import Printk
 
 LOCKDOWN = "/sys/kernel/security/lockdown"
 LOCKDOWN_LEVELS = ("none", "integrity", "confidentiality")
+# the /proc files of the kernel itself (those of modules run their code: a transaction)
+KERNEL_PROC = ("/proc/modules", "/proc/cmdline", "/proc/sys/kernel/tainted",
+               "/proc/sys/kernel/modules_disabled")
 _DIRECTORIES = ("/proc", "/sys", "/sys/module", "/proc/sys", "/proc/sys/kernel")
 
 
@@ -57,6 +60,14 @@ def read(k: KernelState, path: str) -> str:
         text = sysfs.read(k, parts, path)
         if text is not None:
             return text
+    if parts[0] == "proc":
+        from lkm.kernel.api import procfs as modprocfs  # module code's files
+
+        text = modprocfs.read_file(k, path)
+        if text is not None:
+            return text
+        if modprocfs.listdir(k, path) is not None:
+            raise kernfs_error(errno.EISDIR, path)
     if path in _DIRECTORIES:
         raise kernfs_error(errno.EISDIR, path)
     raise kernfs_error(errno.ENOENT, path)
@@ -67,6 +78,12 @@ def listdir(k: KernelState, path: str) -> list[str]:
     parts = _parts(path)
     if parts[:2] == ["sys", "module"]:
         names = sysfs.listdir(k, parts, path)
+        if names is not None:
+            return names
+    if parts[0] == "proc":
+        from lkm.kernel.api import procfs as modprocfs
+
+        names = modprocfs.listdir(k, path)
         if names is not None:
             return names
     raise kernfs_error(errno.ENOENT, path)
@@ -99,6 +116,11 @@ def write(k: KernelState, path: str, value: str, log: Printk) -> None:
     parts = _parts(path)
     if parts[:2] == ["sys", "module"] and sysfs.write(k, parts, path, value, log):
         return
+    if parts[0] == "proc":
+        from lkm.kernel.api import procfs as modprocfs
+
+        if modprocfs.write_file(k, path, value):
+            return
     read(k, path)  # ENOENT, EISDIR, ... as the file's read would
     raise kernfs_error(errno.EACCES, path)
 

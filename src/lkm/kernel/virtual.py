@@ -263,10 +263,11 @@ class VirtualKernel(KernelBackend):
     # -- views ---------------------------------------------------------------------------
     def read_text(self, path: str) -> str:
         p = views.normalize(path)
-        if p.startswith("/sys/module/") and "/parameters/" in p:
+        module_proc = p.startswith("/proc/") and p not in views.KERNEL_PROC
+        if (p.startswith("/sys/module/") and "/parameters/" in p) or module_proc:
             with self._transaction() as snap:  # a parameter's get may be module code
                 log = Printk(snap.kernel.once)
-                exec_enter(snap.kernel, log, self.comm)
+                exec_enter(snap.kernel, log, "cat" if module_proc else self.comm)
                 try:
                     return views.read(snap.kernel, p)
                 finally:
