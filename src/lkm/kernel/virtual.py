@@ -275,7 +275,11 @@ class VirtualKernel(KernelBackend):
         return views.read(self.state(), p)
 
     def list_dir(self, path: str) -> list[str]:
-        return views.listdir(self.state(), views.normalize(path))
+        p = views.normalize(path)
+        if p.startswith("/proc"):  # directories modules made: in the running kernel's memory
+            with self._transaction() as snap:
+                return views.listdir(snap.kernel, p)
+        return views.listdir(self.state(), p)
 
     def write_text(self, path: str, value: str) -> None:
         """A write(2) to a /sys or /proc file; raises OSError with the kernel's errno."""
