@@ -177,3 +177,66 @@ def kernel_symbols(profile: Any) -> list[KernelSymbol]:
             os.replace(tmp, cache)
     _loaded[cache] = syms
     return syms
+
+
+# -- /proc/kallsyms (kernel/kallsyms.c s_show, kernel/module/kallsyms.c) ---------------------------
+
+STB_LOCAL, STT_SECTION, STT_FILE = 0, 3, 4
+SHN_UNDEF, SHN_LORESERVE = 0, 0xFF00
+
+
+def module_symbol_type(mm: Any, sym: Any) -> str:
+    """elf_type(): the letter of a module symbol by its section (found by address: the
+    section starting last at or before it), lower case ("local")."""
+    bind = sym.st_info >> 4
+    if bind == 2:  # STB_WEAK
+        return "v" if sym.st_info & 0xF == 1 else "w"
+    region = mm.region_at(sym.addr)
+    if region is None:
+        return "?"
+    if "x" in region.perm:
+        return "t"
+    best, at = "", -1
+    for name, base in mm.sections.items():
+        if at < base <= sym.addr and region.base <= base:
+            best, at = name, base
+    if best.startswith(".bss"):
+        return "b"
+    return "r" if "rodata" in region.kind else "d"
+
+
+def module_kallsyms(mod: Any) -> list[tuple[int, str, str]]:
+    """(address, type, name) of the symbols a live module keeps (is_core_symbol(): named,
+    defined in a section, in memory that outlives init), in symbol table order; upper
+    case when the module exports it."""
+    mm = mod.memory
+    if mm is None:
+        return []
+    live = [r for r in mm.regions if not r.kind.startswith("init")]
+    out = []
+    for s in mm.symbols:
+        if not s.name or s.shndx == SHN_UNDEF or s.shndx >= SHN_LORESERVE:
+            continue
+        if s.st_info & 0xF in (STT_SECTION, STT_FILE):
+            continue
+        if not any(r.base <= s.addr < r.end for r in live):
+            continue
+        t = module_symbol_type(mm, s)
+        out.append((s.addr, t.upper() if s.name in mod.syms else t, s.name))
+    return out
+
+
+def proc_kallsyms(k: Any, privileged: bool = True) -> str:
+    """The text of /proc/kallsyms: the kernel's symbols, then each live module's with
+    ``\\t[module]``; addresses zeroed for a reader kallsyms_show_value() refuses."""
+    from lkm.kernel.module.state import MODULE_STATE_UNFORMED
+
+    def addr(a: int) -> str:
+        return f"{a if privileged else 0:016x}"
+
+    parts = [f"{addr(s.addr)} {s.type} {s.name}\n" for s in kernel_symbols(k.profile)]
+    for m in k.modules:
+        if m.state == MODULE_STATE_UNFORMED:
+            continue
+        parts.extend(f"{addr(a)} {t} {n}\t[{m.name}]\n" for a, t, n in module_kallsyms(m))
+    return "".join(parts)

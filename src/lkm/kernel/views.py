@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 
+from lkm.errors import LkmError
 from lkm.kernel import taint as T
 from lkm.kernel.kernfs import kernfs_error
 from lkm.kernel.module import procfs, sysfs
@@ -21,7 +22,7 @@ from lkm.kernel.printk import Printk
 LOCKDOWN = "/sys/kernel/security/lockdown"
 LOCKDOWN_LEVELS = ("none", "integrity", "confidentiality")
 # the /proc files of the kernel itself (those of modules run their code: a transaction)
-KERNEL_PROC = ("/proc/modules", "/proc/cmdline", "/proc/sys/kernel/tainted",
+KERNEL_PROC = ("/proc/modules", "/proc/cmdline", "/proc/kallsyms", "/proc/sys/kernel/tainted",
                "/proc/sys/kernel/modules_disabled")
 _DIRECTORIES = ("/proc", "/sys", "/sys/module", "/proc/sys", "/proc/sys/kernel")
 
@@ -50,6 +51,15 @@ def read(k: KernelState, path: str) -> str:
         return f"{k.tainted}\n"
     if path == "/proc/cmdline":
         return k.cmdline + "\n"
+    if path == "/proc/kallsyms":
+        from lkm.kernel import kallsyms
+
+        try:
+            return kallsyms.proc_kallsyms(k)
+        except Exception as e:  # no image or no tables: the file is there, empty
+            if not isinstance(e, (kallsyms.KallsymsError, OSError, LkmError)):
+                raise
+            return ""
     if path == "/proc/sys/kernel/modules_disabled":
         return f"{int(k.modules_disabled)}\n"
     if path == LOCKDOWN and k.profile.enabled("SECURITY_LOCKDOWN_LSM"):

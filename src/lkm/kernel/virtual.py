@@ -272,6 +272,15 @@ class VirtualKernel(KernelBackend):
                     return views.read(snap.kernel, p)
                 finally:
                     self._append(snap, log.records)
+        if p == "/proc/kallsyms":  # the modules' symbols are in the running kernel's memory
+            with self.store.lock(exclusive=False):
+                snap = self.store.read()
+                k = snap.kernel
+                if isinstance(k, ExecKernelState):
+                    k.attach(self.dir, snap.boot)
+                    if k.exec_generation and k.cannot_run is None:
+                        k.runtime()
+                return views.read(k, p)
         return views.read(self.state(), p)
 
     def list_dir(self, path: str) -> list[str]:
