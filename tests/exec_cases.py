@@ -250,6 +250,16 @@ CASES: tuple[Case, ...] = (
         rm(M + "proc_seq", log=("removed: 4 starts, 4 stops",)),
         Step("read", path="/proc/lkm_exec/items", want=Want(2)),
     )),
+    Case("misc_echo", (  # a misc device echoing writes
+        ins(M + "misc", log=("registered /dev/lkm_echo",)),
+        read("/dev/lkm_echo", "nothing written yet\n"),
+        write("/dev/lkm_echo", "hello device\n",
+              log=("open #2 of lkm_echo", "13 bytes written", "release")),
+        read("/dev/lkm_echo", "hello device\n"),
+        write("/dev/lkm_echo", "x" * 100, rc=28),
+        rm(M + "misc", log=("deregistered after 4 opens",)),
+        Step("read", path="/dev/lkm_echo", want=Want(2)),
+    )),
     Case("use_after_free", (
         ins(M + "uaf", log=("before kfree: id=7 name=seven counter=1000 flags=5",
                             "after kfree: id=7 name=seven counter=")),

@@ -30,7 +30,6 @@ def test_kernel_symbols_decode(tree: object) -> None:
 
 def test_module_symbols_follow(tree: object, tmp_path: Path) -> None:
     from kbuild import build_modules, headers_dir
-
     from lkm.kernel.virtual import VirtualKernel
     from test_exec_modules import lkm
 

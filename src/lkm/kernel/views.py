@@ -70,6 +70,12 @@ def read(k: KernelState, path: str) -> str:
         text = sysfs.read(k, parts, path)
         if text is not None:
             return text
+    if parts[0] == "dev" and len(parts) == 2:
+        from lkm.kernel.api import chardev  # module code's devices
+
+        text = chardev.read_file(k, path)
+        if text is not None:
+            return text
     if parts[0] == "proc":
         from lkm.kernel.api import procfs as modprocfs  # module code's files
 
@@ -90,6 +96,10 @@ def listdir(k: KernelState, path: str) -> list[str]:
         names = sysfs.listdir(k, parts, path)
         if names is not None:
             return names
+    if path == "/dev":
+        from lkm.kernel.api import chardev
+
+        return chardev.listdir(k)
     if parts[0] == "proc":
         from lkm.kernel.api import procfs as modprocfs
 
@@ -130,6 +140,11 @@ def write(k: KernelState, path: str, value: str, log: Printk) -> None:
         from lkm.kernel.api import procfs as modprocfs
 
         if modprocfs.write_file(k, path, value):
+            return
+    if parts[0] == "dev" and len(parts) == 2:
+        from lkm.kernel.api import chardev
+
+        if chardev.write_file(k, path, value):
             return
     read(k, path)  # ENOENT, EISDIR, ... as the file's read would
     raise kernfs_error(errno.EACCES, path)

@@ -263,7 +263,8 @@ class VirtualKernel(KernelBackend):
     # -- views ---------------------------------------------------------------------------
     def read_text(self, path: str) -> str:
         p = views.normalize(path)
-        module_proc = p.startswith("/proc/") and p not in views.KERNEL_PROC
+        module_proc = (p.startswith("/proc/") and p not in views.KERNEL_PROC) or \
+            p.startswith("/dev/")
         if (p.startswith("/sys/module/") and "/parameters/" in p) or module_proc:
             with self._transaction() as snap:  # a parameter's get may be module code
                 log = Printk(snap.kernel.once)
@@ -285,7 +286,7 @@ class VirtualKernel(KernelBackend):
 
     def list_dir(self, path: str) -> list[str]:
         p = views.normalize(path)
-        if p.startswith("/proc"):  # directories modules made: in the running kernel's memory
+        if p.startswith(("/proc", "/dev")):  # what modules made: in the running memory
             with self._transaction() as snap:
                 return views.listdir(snap.kernel, p)
         return views.listdir(self.state(), p)
