@@ -201,3 +201,26 @@ class TestModules:
         with pytest.raises(OSError) as e:
             vk.read_text("/proc/lkm_exec/items")
         assert e.value.errno == errno.ENOENT
+
+    def test_misc_device_echoes_writes(self, vdir: Path, kos: dict[str, Path]) -> None:
+        from test_exec_modules import lkm
+
+        from lkm.kernel.virtual import VirtualKernel
+
+        assert lkm(vdir, "insmod", str(kos["lkm_exec_misc"])).returncode == 0
+        vk = VirtualKernel.open(vdir)
+        assert vk.list_dir("/dev") == ["lkm_echo"]
+        assert vk.read_text("/dev/lkm_echo") == "nothing written yet\n"
+        vk.write_text("/dev/lkm_echo", "hello device\n")
+        assert vk.read_text("/dev/lkm_echo") == "hello device\n"
+        with pytest.raises(OSError) as e:
+            vk.write_text("/dev/lkm_echo", "x" * 100)
+        assert e.value.errno == errno.ENOSPC
+        texts = [r.text for r in vk.log_records()]
+        assert "lkm_exec_misc: open #2 of lkm_echo" in texts
+        assert lkm(vdir, "rmmod", "lkm_exec_misc").returncode == 0
+        assert "lkm_exec_misc: deregistered after 4 opens" in \
+            [r.text for r in vk.log_records()]
+        with pytest.raises(OSError) as e:
+            vk.read_text("/dev/lkm_echo")
+        assert e.value.errno == errno.ENOENT
