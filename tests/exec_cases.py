@@ -260,6 +260,10 @@ CASES: tuple[Case, ...] = (
         rm(M + "misc", log=("deregistered after 4 opens",)),
         Step("read", path="/dev/lkm_echo", want=Want(2)),
     )),
+    Case("kernel_files", (  # what a reader of the course looks at
+        read("/proc/version"),
+        read("/proc/sys/kernel/printk", "4\t4\t1\t7\n"),
+    )),
     Case("use_after_free", (
         ins(M + "uaf", log=("before kfree: id=7 name=seven counter=1000 flags=5",
                             "after kfree: id=7 name=seven counter=")),

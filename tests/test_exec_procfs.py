@@ -203,9 +203,8 @@ class TestModules:
         assert e.value.errno == errno.ENOENT
 
     def test_misc_device_echoes_writes(self, vdir: Path, kos: dict[str, Path]) -> None:
-        from test_exec_modules import lkm
-
         from lkm.kernel.virtual import VirtualKernel
+        from test_exec_modules import lkm
 
         assert lkm(vdir, "insmod", str(kos["lkm_exec_misc"])).returncode == 0
         vk = VirtualKernel.open(vdir)
@@ -224,3 +223,32 @@ class TestModules:
         with pytest.raises(OSError) as e:
             vk.read_text("/dev/lkm_echo")
         assert e.value.errno == errno.ENOENT
+
+    def test_dynamic_debug_control(self, vdir: Path, kos: dict[str, Path]) -> None:
+        from lkm.kernel.virtual import VirtualKernel
+        from test_exec_modules import lkm
+
+        assert lkm(vdir, "insmod", str(kos["lkm_exec_loglevel"]), "loglevel=3").returncode == 0
+        vk = VirtualKernel.open(vdir)
+        lines = vk.read_text("/proc/dynamic_debug/control").splitlines()
+        assert lines[0] == "# filename:lineno [module]function flags format"
+        exit_line = next(ln for ln in lines if "lkm_exec_loglevel_exit" in ln)
+        assert exit_line.endswith(' =_ "debug: unloaded\\n"')
+        assert "lkm_exec_loglevel.c:" in exit_line and "[lkm_exec_loglevel]" in exit_line
+        vk.write_text("/proc/dynamic_debug/control",
+                      "module lkm_exec_loglevel func lkm_exec_loglevel_exit +p")
+        assert ' =p "debug: unloaded' in vk.read_text("/proc/dynamic_debug/control")
+        with pytest.raises(OSError) as e:
+            vk.write_text("/proc/dynamic_debug/control", "nonsense")
+        assert e.value.errno == errno.EINVAL
+        assert lkm(vdir, "rmmod", "lkm_exec_loglevel").returncode == 0
+        assert "lkm_exec_loglevel: debug: unloaded" in [r.text for r in vk.log_records()]
+
+    def test_version_and_printk(self, vdir: Path, tree: object) -> None:
+        from lkm.kernel.virtual import VirtualKernel
+
+        vk = VirtualKernel.open(vdir)
+        text = vk.read_text("/proc/version")
+        assert text.startswith(f"Linux version {tree.release} (")  # type: ignore[attr-defined]
+        assert text.endswith("\n") and "gcc" in text
+        assert vk.read_text("/proc/sys/kernel/printk") == "7\t4\t1\t7\n"

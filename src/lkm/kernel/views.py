@@ -22,7 +22,8 @@ from lkm.kernel.printk import Printk
 LOCKDOWN = "/sys/kernel/security/lockdown"
 LOCKDOWN_LEVELS = ("none", "integrity", "confidentiality")
 # the /proc files of the kernel itself (those of modules run their code: a transaction)
-KERNEL_PROC = ("/proc/modules", "/proc/cmdline", "/proc/kallsyms", "/proc/sys/kernel/tainted",
+KERNEL_PROC = ("/proc/modules", "/proc/cmdline", "/proc/kallsyms", "/proc/version",
+               "/proc/sys/kernel/printk", "/proc/sys/kernel/tainted",
                "/proc/sys/kernel/modules_disabled")
 _DIRECTORIES = ("/proc", "/sys", "/sys/module", "/proc/sys", "/proc/sys/kernel")
 
@@ -51,6 +52,14 @@ def read(k: KernelState, path: str) -> str:
         return f"{k.tainted}\n"
     if path == "/proc/cmdline":
         return k.cmdline + "\n"
+    if path == "/proc/version":
+        from lkm.kernel.banner import proc_version
+
+        return proc_version(k.profile)
+    if path == "/proc/sys/kernel/printk":
+        from lkm.kernel.banner import proc_printk
+
+        return proc_printk(k.cmdline)
     if path == "/proc/kallsyms":
         from lkm.kernel import kallsyms
 
@@ -68,6 +77,12 @@ def read(k: KernelState, path: str) -> str:
     parts = _parts(path)
     if parts[:2] == ["sys", "module"]:
         text = sysfs.read(k, parts, path)
+        if text is not None:
+            return text
+    if path == "/proc/dynamic_debug/control":
+        from lkm.kernel.api.dyndbg_control import read_control
+
+        text = read_control(k)
         if text is not None:
             return text
     if parts[0] == "dev" and len(parts) == 2:
@@ -136,6 +151,11 @@ def write(k: KernelState, path: str, value: str, log: Printk) -> None:
     parts = _parts(path)
     if parts[:2] == ["sys", "module"] and sysfs.write(k, parts, path, value, log):
         return
+    if path == "/proc/dynamic_debug/control":
+        from lkm.kernel.api.dyndbg_control import write_control
+
+        if write_control(k, value):
+            return
     if parts[0] == "proc":
         from lkm.kernel.api import procfs as modprocfs
 
