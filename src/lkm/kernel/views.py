@@ -79,6 +79,12 @@ def read(k: KernelState, path: str) -> str:
         text = sysfs.read(k, parts, path)
         if text is not None:
             return text
+    if parts[0] == "sys":
+        from lkm.kernel.api import sysfs_attr  # attributes whose show is module code
+
+        text = sysfs_attr.read_file(k, path)
+        if text is not None:
+            return text
     if path == "/proc/dynamic_debug/control":
         from lkm.kernel.api.dyndbg_control import read_control
 
@@ -109,6 +115,12 @@ def listdir(k: KernelState, path: str) -> list[str]:
     parts = _parts(path)
     if parts[:2] == ["sys", "module"]:
         names = sysfs.listdir(k, parts, path)
+        if names is not None:
+            return names
+    if parts[0] == "sys":
+        from lkm.kernel.api import sysfs_attr
+
+        names = sysfs_attr.listdir(k, path)
         if names is not None:
             return names
     if path == "/dev":
@@ -151,6 +163,11 @@ def write(k: KernelState, path: str, value: str, log: Printk) -> None:
     parts = _parts(path)
     if parts[:2] == ["sys", "module"] and sysfs.write(k, parts, path, value, log):
         return
+    if parts[0] == "sys":
+        from lkm.kernel.api import sysfs_attr
+
+        if sysfs_attr.write_file(k, path, value):
+            return
     if path == "/proc/dynamic_debug/control":
         from lkm.kernel.api.dyndbg_control import write_control
 

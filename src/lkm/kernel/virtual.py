@@ -264,7 +264,8 @@ class VirtualKernel(KernelBackend):
     def read_text(self, path: str) -> str:
         p = views.normalize(path)
         module_proc = (p.startswith("/proc/") and p not in views.KERNEL_PROC) or \
-            p.startswith("/dev/")
+            p.startswith("/dev/") or (p.startswith("/sys/") and not p.startswith(
+                ("/sys/module/", "/sys/kernel/security/")))
         if (p.startswith("/sys/module/") and "/parameters/" in p) or module_proc:
             with self._transaction() as snap:  # a parameter's get may be module code
                 log = Printk(snap.kernel.once)
@@ -286,7 +287,7 @@ class VirtualKernel(KernelBackend):
 
     def list_dir(self, path: str) -> list[str]:
         p = views.normalize(path)
-        if p.startswith(("/proc", "/dev")):  # what modules made: in the running memory
+        if p.startswith(("/proc", "/dev", "/sys/kernel")):  # what modules made: in memory
             with self._transaction() as snap:
                 return views.listdir(snap.kernel, p)
         return views.listdir(self.state(), p)

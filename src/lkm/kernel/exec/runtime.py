@@ -496,4 +496,5 @@ def load_api() -> None:
 
 API_FILES = ("compiler", "slab", "string", "printk", "hexdump", "sched", "time", "locking",
              "module", "moduleparam", "panic", "paravirt", "dynamic_debug", "cpu",
-             "seq_file", "procfs", "list_debug", "chardev")
+             "seq_file", "procfs", "list_debug", "chardev",
+             "sysfs_attr")
