@@ -264,6 +264,17 @@ CASES: tuple[Case, ...] = (
         read("/proc/version"),
         read("/proc/sys/kernel/printk", "4\t4\t1\t7\n"),
     )),
+    Case("sysfs_attrs", (  # a sysfs attribute pair under /sys/kernel
+        ins(M + "sysfs", log=("created /sys/kernel/lkm_exec",)),
+        read("/sys/kernel/lkm_exec/value", "21\n"),
+        read("/sys/kernel/lkm_exec/doubled", "42\n"),
+        write("/sys/kernel/lkm_exec/value", "50", log=("value set to 50",)),
+        read("/sys/kernel/lkm_exec/doubled", "100\n"),
+        write("/sys/kernel/lkm_exec/value", "many", rc=22),
+        write("/sys/kernel/lkm_exec/doubled", "1", rc=13),
+        rm(M + "sysfs", log=("removed, value 50",)),
+        Step("read", path="/sys/kernel/lkm_exec/value", want=Want(2)),
+    )),
     Case("use_after_free", (
         ins(M + "uaf", log=("before kfree: id=7 name=seven counter=1000 flags=5",
                             "after kfree: id=7 name=seven counter=")),

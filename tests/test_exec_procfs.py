@@ -252,3 +252,22 @@ class TestModules:
         assert text.startswith(f"Linux version {tree.release} (")  # type: ignore[attr-defined]
         assert text.endswith("\n") and "gcc" in text
         assert vk.read_text("/proc/sys/kernel/printk") == "7\t4\t1\t7\n"
+
+    def test_sysfs_attribute_pair(self, vdir: Path, kos: dict[str, Path]) -> None:
+        from lkm.kernel.virtual import VirtualKernel
+        from test_exec_modules import lkm
+
+        assert lkm(vdir, "insmod", str(kos["lkm_exec_sysfs"])).returncode == 0
+        vk = VirtualKernel.open(vdir)
+        assert sorted(vk.list_dir("/sys/kernel/lkm_exec")) == ["doubled", "value"]
+        assert vk.read_text("/sys/kernel/lkm_exec/value") == "21\n"
+        vk.write_text("/sys/kernel/lkm_exec/value", "50")
+        assert vk.read_text("/sys/kernel/lkm_exec/doubled") == "100\n"
+        for path, value, e in (("value", "many", errno.EINVAL), ("doubled", "1", errno.EACCES)):
+            with pytest.raises(OSError) as exc:
+                vk.write_text(f"/sys/kernel/lkm_exec/{path}", value)
+            assert exc.value.errno == e
+        assert lkm(vdir, "rmmod", "lkm_exec_sysfs").returncode == 0
+        with pytest.raises(OSError) as exc:
+            vk.read_text("/sys/kernel/lkm_exec/value")
+        assert exc.value.errno == errno.ENOENT
