@@ -1,11 +1,12 @@
 """The kernel's banner (init/version.c ``linux_banner``): what /proc/version prints
 (fs/proc/version.c formats linux_proc_banner with the same utsname, so the text is the
-same), read from the image's vmlinux and cached beside the profile (``<key>.banner``)."""
+same), read from the image's vmlinux and cached beside the profile (``<key>.version``)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,18 +14,24 @@ _loaded: dict[Path, str] = {}
 
 
 def find_banner(vmlinux: bytes, release: str) -> str | None:
-    """The first ``Linux version RELEASE ...\\n`` string of the image."""
-    at = vmlinux.find(b"Linux version " + release.encode() + b" ")
-    if at < 0:
-        return None
-    end = vmlinux.find(b"\0", at)
-    text = vmlinux[at:end].decode("utf-8", "replace")
-    return text if text.endswith("\n") else text + "\n"
+    """The ``Linux version RELEASE ...\\n`` string of the image with a build number:
+    init/version-timestamp.c's linux_banner (6.1+; init/version.c keeps one without
+    the number, "# SMP ...", which the kernel does not print)."""
+    key = b"Linux version " + release.encode() + b" "
+    found: list[str] = []
+    at = vmlinux.find(key)
+    while at >= 0:
+        end = vmlinux.find(b"\0", at)
+        text = vmlinux[at:end].decode("utf-8", "replace")
+        found.append(text if text.endswith("\n") else text + "\n")
+        at = vmlinux.find(key, at + 1)
+    numbered = [t for t in found if re.search(r"\) #\d", t)]
+    return (numbered or found or [None])[0]
 
 
 def proc_version(profile: Any) -> str:
     """The text of /proc/version (a release-only line when the image has no banner)."""
-    cache = Path(profile.cache_path(".banner"))
+    cache = Path(profile.cache_path(".version"))
     got = _loaded.get(cache)
     if got is not None:
         return got
