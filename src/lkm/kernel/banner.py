@@ -26,7 +26,7 @@ def find_banner(vmlinux: bytes, release: str) -> str | None:
         found.append(text if text.endswith("\n") else text + "\n")
         at = vmlinux.find(key, at + 1)
     numbered = [t for t in found if re.search(r"\) #\d", t)]
-    return (numbered or found or [None])[0]
+    return (numbered or found)[0] if found else None
 
 
 def proc_version(profile: Any) -> str:
