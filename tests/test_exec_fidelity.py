@@ -316,6 +316,12 @@ def _fold_lockup_rip(log: list[list[Any]]) -> None:
     log[rip][1] = "RIP: 0010:" + (f"{m.group(1)}+<off>{m.group(2)}" if m else where)
 
 
+def _masked(line: str, masks: tuple[tuple[str, str], ...]) -> str:
+    for pat, rep in masks:
+        line = re.sub(pat, rep, line)
+    return line
+
+
 def normalise_step(rec: dict[str, Any], case: Case, build_dir: str) -> dict[str, Any]:
     """A step record as compared: log records (priority, normalised text); dropped: NOISE
     and the unreliable (" ? ") call-trace entries, stale return addresses left on the stack
@@ -334,8 +340,10 @@ def normalise_step(rec: dict[str, Any], case: Case, build_dir: str) -> dict[str,
         "stdout": norm(rec.get("stdout", "")).splitlines(),
         "stderr": norm(rec.get("stderr", "")).splitlines(),
     }
-    if "text" in rec:
-        out["text"] = rec["text"]
+    if "text" in rec:  # a file's content: only the case's masks apply (uptimes)
+        text = rec["text"]
+        out["text"] = text if text is None or not case.masks else "\n".join(
+            _masked(t, case.masks) for t in text.split("\n"))
     mods = {}
     for name, st in rec.get("modules", {}).items():
         mods[name] = {k: (norm(v).strip() if isinstance(v, str) else v) for k, v in st.items()}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 
+from lkm.errors import LkmError
 from lkm.kernel import taint as T
 from lkm.kernel.kernfs import kernfs_error
 from lkm.kernel.module import procfs, sysfs
@@ -20,6 +21,10 @@ from lkm.kernel.printk import Printk
 
 LOCKDOWN = "/sys/kernel/security/lockdown"
 LOCKDOWN_LEVELS = ("none", "integrity", "confidentiality")
+# the /proc files of the kernel itself (those of modules run their code: a transaction)
+KERNEL_PROC = ("/proc/modules", "/proc/cmdline", "/proc/kallsyms", "/proc/version",
+               "/proc/sys/kernel/printk", "/proc/sys/kernel/tainted",
+               "/proc/sys/kernel/modules_disabled")
 _DIRECTORIES = ("/proc", "/sys", "/sys/module", "/proc/sys", "/proc/sys/kernel")
 
 
@@ -47,6 +52,23 @@ def read(k: KernelState, path: str) -> str:
         return f"{k.tainted}\n"
     if path == "/proc/cmdline":
         return k.cmdline + "\n"
+    if path == "/proc/version":
+        from lkm.kernel.banner import proc_version
+
+        return proc_version(k.profile)
+    if path == "/proc/sys/kernel/printk":
+        from lkm.kernel.banner import proc_printk
+
+        return proc_printk(k.cmdline)
+    if path == "/proc/kallsyms":
+        from lkm.kernel import kallsyms
+
+        try:
+            return kallsyms.proc_kallsyms(k)
+        except Exception as e:  # no image or no tables: the file is there, empty
+            if not isinstance(e, (kallsyms.KallsymsError, OSError, LkmError)):
+                raise
+            return ""
     if path == "/proc/sys/kernel/modules_disabled":
         return f"{int(k.modules_disabled)}\n"
     if path == LOCKDOWN and k.profile.enabled("SECURITY_LOCKDOWN_LSM"):
@@ -57,6 +79,32 @@ def read(k: KernelState, path: str) -> str:
         text = sysfs.read(k, parts, path)
         if text is not None:
             return text
+    if parts[0] == "sys":
+        from lkm.kernel.api import sysfs_attr  # attributes whose show is module code
+
+        text = sysfs_attr.read_file(k, path)
+        if text is not None:
+            return text
+    if path == "/proc/dynamic_debug/control":
+        from lkm.kernel.api.dyndbg_control import read_control
+
+        text = read_control(k)
+        if text is not None:
+            return text
+    if parts[0] == "dev" and len(parts) == 2:
+        from lkm.kernel.api import chardev  # module code's devices
+
+        text = chardev.read_file(k, path)
+        if text is not None:
+            return text
+    if parts[0] == "proc":
+        from lkm.kernel.api import procfs as modprocfs  # module code's files
+
+        text = modprocfs.read_file(k, path)
+        if text is not None:
+            return text
+        if modprocfs.listdir(k, path) is not None:
+            raise kernfs_error(errno.EISDIR, path)
     if path in _DIRECTORIES:
         raise kernfs_error(errno.EISDIR, path)
     raise kernfs_error(errno.ENOENT, path)
@@ -67,6 +115,22 @@ def listdir(k: KernelState, path: str) -> list[str]:
     parts = _parts(path)
     if parts[:2] == ["sys", "module"]:
         names = sysfs.listdir(k, parts, path)
+        if names is not None:
+            return names
+    if parts[0] == "sys":
+        from lkm.kernel.api import sysfs_attr
+
+        names = sysfs_attr.listdir(k, path)
+        if names is not None:
+            return names
+    if path == "/dev":
+        from lkm.kernel.api import chardev
+
+        return chardev.listdir(k)
+    if parts[0] == "proc":
+        from lkm.kernel.api import procfs as modprocfs
+
+        names = modprocfs.listdir(k, path)
         if names is not None:
             return names
     raise kernfs_error(errno.ENOENT, path)
@@ -99,6 +163,26 @@ def write(k: KernelState, path: str, value: str, log: Printk) -> None:
     parts = _parts(path)
     if parts[:2] == ["sys", "module"] and sysfs.write(k, parts, path, value, log):
         return
+    if parts[0] == "sys":
+        from lkm.kernel.api import sysfs_attr
+
+        if sysfs_attr.write_file(k, path, value):
+            return
+    if path == "/proc/dynamic_debug/control":
+        from lkm.kernel.api.dyndbg_control import write_control
+
+        if write_control(k, value):
+            return
+    if parts[0] == "proc":
+        from lkm.kernel.api import procfs as modprocfs
+
+        if modprocfs.write_file(k, path, value):
+            return
+    if parts[0] == "dev" and len(parts) == 2:
+        from lkm.kernel.api import chardev
+
+        if chardev.write_file(k, path, value):
+            return
     read(k, path)  # ENOENT, EISDIR, ... as the file's read would
     raise kernfs_error(errno.EACCES, path)
 

@@ -266,18 +266,34 @@ class VirtualKernel(KernelBackend):
     # -- views ---------------------------------------------------------------------------
     def read_text(self, path: str) -> str:
         p = views.normalize(path)
-        if p.startswith("/sys/module/") and "/parameters/" in p:
+        module_proc = (p.startswith("/proc/") and p not in views.KERNEL_PROC) or \
+            p.startswith("/dev/") or (p.startswith("/sys/") and not p.startswith(
+                ("/sys/module/", "/sys/kernel/security/")))
+        if (p.startswith("/sys/module/") and "/parameters/" in p) or module_proc:
             with self._transaction() as snap:  # a parameter's get may be module code
                 log = Printk(snap.kernel.once)
-                exec_enter(snap.kernel, log, self.comm)
+                exec_enter(snap.kernel, log, "cat" if module_proc else self.comm)
                 try:
                     return views.read(snap.kernel, p)
                 finally:
                     self._append(snap, log.records)
+        if p == "/proc/kallsyms":  # the modules' symbols are in the running kernel's memory
+            with self.store.lock(exclusive=False):
+                snap = self.store.read()
+                k = snap.kernel
+                if isinstance(k, ExecKernelState):
+                    k.attach(self.dir, snap.boot)
+                    if k.exec_generation and k.cannot_run is None:
+                        k.runtime()
+                return views.read(k, p)
         return views.read(self.state(), p)
 
     def list_dir(self, path: str) -> list[str]:
-        return views.listdir(self.state(), views.normalize(path))
+        p = views.normalize(path)
+        if p.startswith(("/proc", "/dev", "/sys/kernel")):  # what modules made: in memory
+            with self._transaction() as snap:
+                return views.listdir(snap.kernel, p)
+        return views.listdir(self.state(), p)
 
     def write_text(self, path: str, value: str) -> None:
         """A write(2) to a /sys or /proc file; raises OSError with the kernel's errno."""

@@ -504,4 +504,5 @@ def load_api() -> None:
 
 
 API_FILES = ("compiler", "kasan", "slab", "string", "printk", "hexdump", "sched", "time", "locking",
-             "module", "moduleparam", "panic", "paravirt", "dynamic_debug", "cpu")
+             "module", "moduleparam", "panic", "paravirt", "dynamic_debug", "cpu",
+             "seq_file", "procfs", "list_debug", "chardev", "sysfs_attr")
