@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 
+from lkm.kernel import bus_sysfs
 from lkm.kernel import taint as T
 from lkm.kernel.kernfs import kernfs_error
 from lkm.kernel.module import procfs, sysfs
@@ -20,7 +21,7 @@ from lkm.kernel.printk import Printk
 
 LOCKDOWN = "/sys/kernel/security/lockdown"
 LOCKDOWN_LEVELS = ("none", "integrity", "confidentiality")
-_DIRECTORIES = ("/proc", "/sys", "/sys/module", "/proc/sys", "/proc/sys/kernel")
+_DIRECTORIES = ("/proc", "/sys", "/sys/module", "/sys/bus", "/proc/sys", "/proc/sys/kernel")
 
 
 def normalize(path: str) -> str:
@@ -57,6 +58,9 @@ def read(k: KernelState, path: str) -> str:
         text = sysfs.read(k, parts, path)
         if text is not None:
             return text
+    text = bus_sysfs.read(k, parts, path)
+    if text is not None:
+        return text
     if path in _DIRECTORIES:
         raise kernfs_error(errno.EISDIR, path)
     raise kernfs_error(errno.ENOENT, path)
@@ -69,6 +73,9 @@ def listdir(k: KernelState, path: str) -> list[str]:
         names = sysfs.listdir(k, parts, path)
         if names is not None:
             return names
+    names = bus_sysfs.listdir(k, parts, path)
+    if names is not None:
+        return names
     raise kernfs_error(errno.ENOENT, path)
 
 

@@ -495,4 +495,6 @@ def load_api() -> None:
 
 
 API_FILES = ("compiler", "slab", "string", "printk", "hexdump", "sched", "time", "locking",
-             "module", "moduleparam", "panic", "paravirt", "dynamic_debug", "cpu")
+             "module", "moduleparam", "panic", "paravirt", "dynamic_debug", "cpu",
+             "driver_base", "pci", "i2c", "spi", "serio", "platform", "nls", "list_debug",
+             "find_bit", "debugfs", "workqueue", "wait", "timer")
