@@ -62,10 +62,30 @@ def run_one(profile: object, moddir: Path, chain: list[str]) -> tuple[str, str]:
             code = errno.errorcode.get(e.errno or 0, str(e.errno))
             return ("error" if last else "dep-error", who + code)
         except ProcessKilled as e:
-            return ("fault" if last else "dep-fault", str(e).splitlines()[0][:80])
+            return ("fault" if last else "dep-fault", _fault_detail(k, log, str(e)))
         except Exception as e:
             return ("crash" if last else "dep-crash", f"{type(e).__name__}: {e}"[:100])
     return ("ok", "")
+
+
+def _fault_detail(k: object, log: object, text: str) -> str:
+    """The first oops line; a read of an unimplemented data symbol named as such."""
+    import re
+
+    lines = [r[1] for r in getattr(log, "records", [])]
+    for line in lines:
+        m = re.search(r"page fault for address: ([0-9a-f]+)", line)
+        if m:
+            rt = getattr(k, "_rt", None)
+            addr = int(m.group(1), 16)
+            names = getattr(rt, "names", {})
+            for a in (addr, addr & ~0xF, addr & ~0x1F, addr & ~0x3F):
+                if a in names:
+                    return f"data {names[a]}"
+            return line[:80]
+        if "BUG" in line or "general protection" in line or "invalid opcode" in line:
+            return line[:80]
+    return text.splitlines()[0][:80]
 
 
 def main() -> int:
@@ -102,7 +122,7 @@ def main() -> int:
     print(f"{args.tree}: {len(mods)} modules in {dt:.0f} s")
     for outcome, n in counts.most_common():
         print(f"  {outcome}: {n}")
-        if outcome in ("error", "missing", "fault", "crash", "dep-missing"):
+        if outcome in ("error", "missing", "fault", "crash", "dep-missing", "dep-fault"):
             for d, c in details[outcome].most_common(args.top):
                 print(f"      {c:5d} {d}")
     return 0

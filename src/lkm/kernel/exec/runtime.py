@@ -497,4 +497,5 @@ def load_api() -> None:
 API_FILES = ("compiler", "slab", "string", "printk", "hexdump", "sched", "time", "locking",
              "module", "moduleparam", "panic", "paravirt", "dynamic_debug", "cpu",
              "driver_base", "pci", "i2c", "spi", "serio", "platform", "nls", "list_debug",
-             "find_bit", "debugfs", "workqueue", "wait", "timer")
+             "find_bit", "debugfs", "workqueue", "wait", "timer", "platform_checks",
+             "leds")
