@@ -266,11 +266,12 @@ def bus_rescan_devices(k: Kernel, bus: int) -> int:
 # -- a bus's register helper: fill the embedded device_driver, then driver_register ----------
 
 def register_embedded(k: Kernel, drv: int, outer: str, bus_symbol: str, owner: int,
-                      mod_name: int = 0, name_from: str | None = "name") -> int:
+                      mod_name: int = 0, name_from: str | None = "name",
+                      embedded: str = "driver") -> int:
     """``outer`` (pci_driver, i2c_driver...) embeds ``driver``: set its bus (the built-in
     ``bus_symbol`` or a bus_type address), owner, mod_name (and name from the outer
     struct's ``name_from``), then driver_register()."""
-    d = drv + _off(k, outer, "driver")
+    d = drv + _off(k, outer, embedded)
     if name_from is not None:
         write_ptr(k, d, "device_driver", "name", read_ptr(k, drv, outer, name_from))
     write_ptr(k, d, "device_driver", "bus", k.symbol(bus_symbol))
@@ -280,8 +281,8 @@ def register_embedded(k: Kernel, drv: int, outer: str, bus_symbol: str, owner: i
     return driver_register(k, d)
 
 
-def unregister_embedded(k: Kernel, drv: int, outer: str) -> None:
-    driver_unregister(k, drv + _off(k, outer, "driver"))
+def unregister_embedded(k: Kernel, drv: int, outer: str, embedded: str = "driver") -> None:
+    driver_unregister(k, drv + _off(k, outer, embedded))
 
 
 def bus_drivers(c: DriverCore, bus: str) -> dict[str, Driver] | None:
