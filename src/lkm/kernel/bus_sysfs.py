@@ -13,25 +13,33 @@ empty, ``drivers_autoprobe`` is 1; bind/unbind/new_id... are write-only (EACCES)
 from __future__ import annotations
 
 import errno
+from typing import Any, TypeVar
 
 from lkm.kernel.kernfs import kernfs_error, kernfs_order
 from lkm.kernel.module.state import KernelState
 
 BUS_FILES = ("devices", "drivers", "drivers_autoprobe", "drivers_probe", "uevent")
+S = TypeVar("S")
 WRITE_ONLY = ("bind", "unbind", "new_id", "remove_id", "drivers_probe")
 
 
-def driver_core(k: KernelState) -> object | None:
-    """The running kernel's DriverCore (None: module code does not run here)."""
+def substate(k: KernelState, cls: type[S]) -> S | None:
+    """The running kernel's state of an API subsystem (None: module code does not run
+    here; a fresh one when no code ran yet)."""
     from lkm.kernel.exec.state import ExecKernelState
 
     if not isinstance(k, ExecKernelState) or k.cannot_run is not None:
         return None
+    if k._rt is None and not k.exec_generation:
+        c: Any = cls
+        return c(None)  # type: ignore[no-any-return]
+    return k.runtime().kernel.sub(cls)
+
+
+def driver_core(k: KernelState) -> object | None:
     from lkm.kernel.api.driver_base import DriverCore
 
-    if k._rt is None and not k.exec_generation:
-        return DriverCore()
-    return k.runtime().kernel.sub(DriverCore)
+    return substate(k, DriverCore)
 
 
 def _buses(k: KernelState) -> dict[str, dict[str, tuple[str, list[str]]]]:

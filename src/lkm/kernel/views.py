@@ -46,6 +46,10 @@ def read(k: KernelState, path: str) -> str:
         return procfs.proc_modules(k)
     if path == "/proc/sys/kernel/tainted":
         return f"{k.tainted}\n"
+    if path == "/proc/filesystems":
+        from lkm.kernel.api.filesystems import FileSystems, proc_filesystems
+
+        return proc_filesystems(bus_sysfs.substate(k, FileSystems))
     if path == "/proc/cmdline":
         return k.cmdline + "\n"
     if path == "/proc/sys/kernel/modules_disabled":

@@ -15,6 +15,7 @@ dev.c, net/socket.c, net/ipv4/protocol.c, net/core/rtnetlink.c).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 from typing import Any
 
@@ -82,10 +83,8 @@ def _init_net(k: Kernel, addr: int) -> None:
     gen = slab(k).kmalloc_large(8 * GEN_SLOTS)
     k.mem.write_u32(gen, GEN_SLOTS)  # s.len
     k.mem.write_u64(addr + lay.offsetof("net", "gen"), gen)
-    try:
+    with contextlib.suppress(LookupError):
         k.mem.write_u32(addr + lay.offsetof("net", "ns.count"), 1)
-    except LookupError:
-        pass
     for f in ("list", "exit_list"):
         init_list_head(k, addr + lay.offsetof("net", f))
 

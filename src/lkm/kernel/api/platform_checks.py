@@ -164,3 +164,7 @@ def x86_match_cpu(k: Kernel, match: int) -> int:
             return m
         m += size
     return 0
+
+
+for _ptr in ("udp_tunnel_nic_ops", "nf_ct_hook", "nf_nat_hook", "ip6_tunnel_ops"):
+    kdata(_ptr, 8)(_int(0, 8))  # type: ignore[arg-type]  # function tables not installed

@@ -94,3 +94,40 @@ def run_timers(k: Kernel) -> int:
         func = k.mem.read_u64(t + k.layouts.offsetof("timer_list", "function"))
         k.cpu.call(func, [t])
         n += 1
+
+
+def _round(k: Kernel, j: int, force_up: bool = False) -> int:
+    """round_jiffies(): to a whole second (CPU 0's skew is 0), not into the past."""
+    from lkm.kernel.api.time import clock, hz
+
+    h = hz(k)
+    original = j
+    rem = j % h
+    j = j - rem + h if rem >= h // 4 or force_up else j - rem
+    return j if j - clock(k).jiffies() > 0 else original
+
+
+@kfunc()
+def round_jiffies(k: Kernel, j: int) -> int:
+    return _round(k, j)
+
+
+@kfunc()
+def round_jiffies_relative(k: Kernel, j: int) -> int:
+    from lkm.kernel.api.time import clock
+
+    now = clock(k).jiffies()
+    return (_round(k, j + now) - now) & ((1 << 64) - 1)
+
+
+@kfunc()
+def round_jiffies_up(k: Kernel, j: int) -> int:
+    return _round(k, j, True)
+
+
+@kfunc()
+def round_jiffies_up_relative(k: Kernel, j: int) -> int:
+    from lkm.kernel.api.time import clock
+
+    now = clock(k).jiffies()
+    return (_round(k, j + now, True) - now) & ((1 << 64) - 1)
