@@ -118,3 +118,14 @@ def read(k: KernelState, parts: list[str], path: str) -> str | None:
             raise kernfs_error(errno.EISDIR, path)  # the link to /sys/module/MOD
         return ""
     return None
+
+
+def running_kernel(k: KernelState) -> Any:
+    """The API's Kernel of a virtual kernel whose module code ran (None otherwise)."""
+    from lkm.kernel.exec.state import ExecKernelState
+
+    if not isinstance(k, ExecKernelState) or k.cannot_run is not None:
+        return None
+    if k._rt is None and not k.exec_generation:
+        return None
+    return k.runtime().kernel

@@ -50,6 +50,11 @@ def read(k: KernelState, path: str) -> str:
         from lkm.kernel.api.filesystems import FileSystems, proc_filesystems
 
         return proc_filesystems(bus_sysfs.substate(k, FileSystems))
+    if path == "/proc/crypto":
+        from lkm.kernel.api.crypto import proc_crypto
+
+        rk = bus_sysfs.running_kernel(k)
+        return proc_crypto(rk) if rk is not None else ""
     if path == "/proc/cmdline":
         return k.cmdline + "\n"
     if path == "/proc/sys/kernel/modules_disabled":

@@ -498,4 +498,5 @@ API_FILES = ("compiler", "slab", "string", "printk", "hexdump", "sched", "time",
              "module", "moduleparam", "panic", "paravirt", "dynamic_debug", "cpu",
              "driver_base", "pci", "i2c", "spi", "serio", "platform", "nls", "list_debug",
              "find_bit", "debugfs", "workqueue", "wait", "timer", "platform_checks",
-             "leds", "acpi", "notifier", "net", "rwsem", "filesystems")
+             "leds", "acpi", "notifier", "net", "rwsem", "filesystems",
+             "crypto")
