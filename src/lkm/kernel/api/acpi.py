@@ -46,12 +46,21 @@ class AcpiGlue:
 def acpi_bus_register_driver(k: Kernel, driver: int) -> int:
     """drivers/acpi/bus.c (drv.name points at the acpi_driver's name array, drv.owner
     is its owner)."""
+    return _register(k, driver, read_ptr(k, driver, "acpi_driver", "owner"))
+
+
+def _register(k: Kernel, driver: int, owner: int) -> int:
     lay = k.layouts
-    owner = read_ptr(k, driver, "acpi_driver", "owner")
     drv = driver + lay.offsetof("acpi_driver", "drv")
     write_ptr(k, drv, "device_driver", "name", driver + lay.offsetof("acpi_driver", "name"))
     return register_embedded(k, driver, "acpi_driver", "acpi_bus_type", owner,
                              name_from=None, embedded="drv")
+
+
+@kfunc()
+def __acpi_bus_register_driver(k: Kernel, driver: int, owner: int) -> int:
+    """6.12: the owner is passed (acpi_driver has no owner of its own)."""
+    return _register(k, driver, owner)
 
 
 @kfunc()
