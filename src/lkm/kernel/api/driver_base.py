@@ -144,7 +144,10 @@ def bus_unregister(k: Kernel, bus: int) -> None:
 
 def _loading_module(k: Kernel) -> str:
     """The module whose code is running (the one being loaded or unloaded)."""
-    site = k.lookup(k.caller)
+    try:
+        site = k.lookup(k.caller)
+    except IndexError:  # called from Python, not module code
+        return ""
     return site[3] or "" if site is not None else ""
 
 
