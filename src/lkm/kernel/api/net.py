@@ -89,6 +89,11 @@ def _init_net(k: Kernel, addr: int) -> None:
         init_list_head(k, addr + lay.offsetof("net", f))
 
 
+@kdata("pernet_ops_rwsem", lambda k: k.layouts.sizeof("rw_semaphore"))
+def _pernet_ops_rwsem(k: Kernel, addr: int) -> None:
+    init_list_head(k, addr + k.layouts.offsetof("rw_semaphore", "wait_list"))
+
+
 def _gen_slot(k: Kernel, id_: int) -> int:
     n = k.symbol("init_net")
     return read_ptr(k, n, "net", "gen") + 8 * id_
@@ -237,7 +242,7 @@ def unregister_netdevice_notifier_net(k: Kernel, n: int, nb: int) -> int:
     return unregister_netdevice_notifier(k, nb)
 
 
-@kfunc()
+@kfunc("__rtnl_link_register")
 def rtnl_link_register(k: Kernel, ops: int) -> int:
     """net/core/rtnetlink.c: a link kind once."""
     kind = k.text(read_ptr(k, ops, "rtnl_link_ops", "kind"))
@@ -248,13 +253,13 @@ def rtnl_link_register(k: Kernel, ops: int) -> int:
     return 0
 
 
-@kfunc()
+@kfunc("__rtnl_link_unregister")
 def rtnl_link_unregister(k: Kernel, ops: int) -> None:
     kind = k.text(read_ptr(k, ops, "rtnl_link_ops", "kind"))
     net(k).links.pop(kind, None)
 
 
-@kfunc("rtnl_unlock", "__rtnl_link_unregister")
+@kfunc("rtnl_unlock")
 def rtnl_lock(k: Kernel) -> None:
     return None
 

@@ -138,3 +138,7 @@ for _name in ("reboot_notifier", "die_notifier", "netevent_notifier", "inetaddr_
               "inetaddr_validator_notifier", "inet6addr_validator_notifier",
               "dcbevent_notifier", "switchdev_notifier", "switchdev_blocking_notifier"):
     _simple(_name)
+
+
+for _head_name in ("panic_notifier_list", "reboot_notifier_list", "netlink_chain"):
+    DATA[_head_name] = KData(_head_name, 16, None)  # an atomic/blocking head: all zero
