@@ -90,3 +90,22 @@ def test_modprobe_r_unregisters(loaded: Path) -> None:
     # and back again
     assert lkm(loaded, "modprobe", "e100").returncode == 0
     assert "e100" in VirtualKernel.open(loaded).list_dir("/sys/bus/pci/drivers")
+
+
+# bench/drivers.py over a fixed sample of 300 modules: init returning 0 (measured when the
+# driver core landed; rises as the API grows, must not fall)
+SAMPLE_OK = {"6.1": 90, "6.12": 69}
+
+
+def test_sample_of_the_tree_does_not_regress(tree: Tree) -> None:
+    import sys
+
+    from conftest import ROOT
+
+    p = subprocess.run([sys.executable, str(ROOT / "bench" / "drivers.py"), "--tree",
+                        tree.flavour, "--sample", "300", "--top", "0"],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    counts = dict(line.strip().split(": ") for line in p.stdout.splitlines()[1:])
+    assert "crash" not in counts, p.stdout
+    assert int(counts.get("ok", 0)) >= SAMPLE_OK[tree.flavour], p.stdout
