@@ -268,7 +268,7 @@ def bus_rescan_devices(k: Kernel, bus: int) -> int:
 
 # -- a bus's register helper: fill the embedded device_driver, then driver_register ----------
 
-def register_embedded(k: Kernel, drv: int, outer: str, bus_symbol: str, owner: int,
+def register_embedded(k: Kernel, drv: int, outer: str, bus_symbol: str, owner: int | None,
                       mod_name: int = 0, name_from: str | None = "name",
                       embedded: str = "driver") -> int:
     """``outer`` (pci_driver, i2c_driver...) embeds ``driver``: set its bus (the built-in
@@ -278,7 +278,8 @@ def register_embedded(k: Kernel, drv: int, outer: str, bus_symbol: str, owner: i
     if name_from is not None:
         write_ptr(k, d, "device_driver", "name", read_ptr(k, drv, outer, name_from))
     write_ptr(k, d, "device_driver", "bus", k.symbol(bus_symbol))
-    write_ptr(k, d, "device_driver", "owner", owner)
+    if owner is not None:  # None: left as the module set it
+        write_ptr(k, d, "device_driver", "owner", owner)
     if mod_name:
         write_ptr(k, d, "device_driver", "mod_name", mod_name)
     return driver_register(k, d)

@@ -499,4 +499,4 @@ API_FILES = ("compiler", "slab", "string", "printk", "hexdump", "sched", "time",
              "driver_base", "pci", "i2c", "spi", "serio", "platform", "nls", "list_debug",
              "find_bit", "debugfs", "workqueue", "wait", "timer", "platform_checks",
              "leds", "acpi", "notifier", "net", "rwsem", "filesystems",
-             "crypto", "percpu", "net_sched", "resource")
+             "crypto", "percpu", "net_sched", "resource", "pnp")
