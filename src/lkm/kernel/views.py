@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 
 from lkm.errors import LkmError
+from lkm.kernel import bus_sysfs
 from lkm.kernel import taint as T
 from lkm.kernel.kernfs import kernfs_error
 from lkm.kernel.module import procfs, sysfs
@@ -24,8 +25,8 @@ LOCKDOWN_LEVELS = ("none", "integrity", "confidentiality")
 # the /proc files of the kernel itself (those of modules run their code: a transaction)
 KERNEL_PROC = ("/proc/modules", "/proc/cmdline", "/proc/kallsyms", "/proc/version",
                "/proc/sys/kernel/printk", "/proc/sys/kernel/tainted",
-               "/proc/sys/kernel/modules_disabled")
-_DIRECTORIES = ("/proc", "/sys", "/sys/module", "/proc/sys", "/proc/sys/kernel")
+               "/proc/sys/kernel/modules_disabled", "/proc/filesystems", "/proc/crypto")
+_DIRECTORIES = ("/proc", "/sys", "/sys/module", "/sys/bus", "/proc/sys", "/proc/sys/kernel")
 
 
 def normalize(path: str) -> str:
@@ -50,6 +51,15 @@ def read(k: KernelState, path: str) -> str:
         return procfs.proc_modules(k)
     if path == "/proc/sys/kernel/tainted":
         return f"{k.tainted}\n"
+    if path == "/proc/filesystems":
+        from lkm.kernel.api.filesystems import FileSystems, proc_filesystems
+
+        return proc_filesystems(bus_sysfs.substate(k, FileSystems))
+    if path == "/proc/crypto":
+        from lkm.kernel.api.crypto import proc_crypto
+
+        rk = bus_sysfs.running_kernel(k)
+        return proc_crypto(rk) if rk is not None else ""
     if path == "/proc/cmdline":
         return k.cmdline + "\n"
     if path == "/proc/version":
@@ -79,6 +89,9 @@ def read(k: KernelState, path: str) -> str:
         text = sysfs.read(k, parts, path)
         if text is not None:
             return text
+    text = bus_sysfs.read(k, parts, path)
+    if text is not None:
+        return text
     if parts[0] == "sys":
         from lkm.kernel.api import sysfs_attr  # attributes whose show is module code
 
@@ -117,6 +130,9 @@ def listdir(k: KernelState, path: str) -> list[str]:
         names = sysfs.listdir(k, parts, path)
         if names is not None:
             return names
+    names = bus_sysfs.listdir(k, parts, path)
+    if names is not None:
+        return names
     if parts[0] == "sys":
         from lkm.kernel.api import sysfs_attr
 

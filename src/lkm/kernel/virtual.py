@@ -165,7 +165,10 @@ class VirtualKernel(KernelBackend):
     def state(self) -> KernelState:
         """A snapshot of the state (read under a shared lock)."""
         with self.store.lock(exclusive=False):
-            return self.store.read().kernel
+            snap = self.store.read()
+        if isinstance(snap.kernel, ExecKernelState):  # views of running code (/sys/bus)
+            snap.kernel.attach(self.dir, snap.boot)
+        return snap.kernel
 
     def _append(self, snap: Snapshot, lines: list[tuple[int, str]],
                 at: float | None = None) -> None:

@@ -505,4 +505,8 @@ def load_api() -> None:
 
 API_FILES = ("compiler", "kasan", "slab", "string", "printk", "hexdump", "sched", "time", "locking",
              "module", "moduleparam", "panic", "paravirt", "dynamic_debug", "cpu",
-             "seq_file", "procfs", "list_debug", "chardev", "sysfs_attr")
+             "seq_file", "procfs", "list_debug", "chardev", "sysfs_attr",
+             "driver_base", "pci", "i2c", "spi", "serio", "platform", "nls",
+             "find_bit", "debugfs", "workqueue", "wait", "timer", "platform_checks",
+             "leds", "acpi", "notifier", "net", "rwsem", "filesystems",
+             "crypto", "percpu", "net_sched", "resource", "pnp")
