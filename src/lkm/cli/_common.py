@@ -1,9 +1,8 @@
-"""Helpers shared by the kmod-compatible tools: logging, option parsing, version, output.
+"""Helpers shared by the kmod-compatible tools: logging, version, output.
 
 Messages follow kmod's tools: ``"<prog>: <PRIO>: msg"`` on stderr; a FATAL message
-ends the program with status 1.  Options are parsed as glibc's getopt_long does
-(argument permutation, ``--`` end marker, unambiguous long-option prefixes), with
-glibc's error texts.
+ends the program with status 1.  Options are parsed by :mod:`lkm.cli._getopt`
+(glibc's getopt_long; its names are importable from here too).
 """
 
 from __future__ import annotations
@@ -12,8 +11,13 @@ import contextlib
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
+from lkm.cli._getopt import NO_ARGUMENT as NO_ARGUMENT  # cli/depmod.py imports them from here
+from lkm.cli._getopt import OPTIONAL_ARGUMENT as OPTIONAL_ARGUMENT
+from lkm.cli._getopt import REQUIRED_ARGUMENT as REQUIRED_ARGUMENT
+from lkm.cli._getopt import LongOpt as LongOpt
+from lkm.cli._getopt import getopt_long as getopt_long
 from lkm.logprio import LOG_CRIT as LOG_CRIT  # the tools import them from here
 from lkm.logprio import LOG_DEBUG as LOG_DEBUG
 from lkm.logprio import LOG_ERR as LOG_ERR
@@ -248,119 +252,3 @@ def parse_init_results(items: Sequence[str]) -> dict[str, int]:
             raise ValueError(f"--init wants MODULE=RET, not '{item}'")
         results[name.replace("-", "_")] = ret
     return results
-
-
-# --------------------------------------------------------------------------- getopt_long
-
-NO_ARGUMENT = 0
-REQUIRED_ARGUMENT = 1
-OPTIONAL_ARGUMENT = 2
-
-
-class LongOpt(NamedTuple):
-    """A long option: its name, whether it takes an argument, the key reported for it."""
-
-    name: str
-    has_arg: int
-    key: str  # the short option letter (or any key) reported for it
-
-
-def getopt_long(prog: str, argv: Sequence[str], shortopts: str,
-                longopts: Sequence[LongOpt] = ()) -> tuple[list[tuple[str, str | None]], list[str]]:
-    """Parse ``argv`` (without argv[0]) like glibc's getopt_long.
-
-    Returns ([(key, argument or None)...], operands).  Options and operands may be
-    mixed (GNU permutation) unless ``shortopts`` starts with ``+`` or
-    $POSIXLY_CORRECT is set.  A bad option ends the list with ``("?", message)``
-    (glibc's message, no newline): like getopt, the options before it still count,
-    so the caller handles entries in order and prints the message on reaching it.
-    """
-    posix = shortopts.startswith("+") or "POSIXLY_CORRECT" in os.environ
-    shortopts = shortopts.lstrip("+-:")
-    short: dict[str, int] = {}
-    i = 0
-    while i < len(shortopts):
-        c = shortopts[i]
-        n = 0
-        while i + 1 + n < len(shortopts) and shortopts[i + 1 + n] == ":" and n < 2:
-            n += 1
-        short[c] = n
-        i += 1 + n
-    opts: list[tuple[str, str | None]] = []
-    operands: list[str] = []
-    args = list(argv)
-    k = 0
-    while k < len(args):
-        a = args[k]
-        k += 1
-        if a == "--":
-            operands.extend(args[k:])
-            break
-        if a.startswith("--"):
-            k = _long(prog, a, args, k, longopts, opts)
-            if opts and opts[-1][0] == "?":
-                break
-            continue
-        if not a.startswith("-") or a == "-":
-            operands.append(a)
-            if posix:
-                operands.extend(args[k:])
-                break
-            continue
-        j = 1
-        while j < len(a):
-            c = a[j]
-            j += 1
-            if c not in short or c == ":":
-                opts.append(("?", f"{prog}: invalid option -- '{c}'"))
-                return opts, operands
-            kind = short[c]
-            if kind == NO_ARGUMENT:
-                opts.append((c, None))
-                continue
-            if j < len(a):
-                opts.append((c, a[j:]))
-            elif kind == OPTIONAL_ARGUMENT:
-                opts.append((c, None))
-            elif k < len(args):
-                opts.append((c, args[k]))
-                k += 1
-            else:
-                opts.append(("?", f"{prog}: option requires an argument -- '{c}'"))
-                return opts, operands
-            break
-    return opts, operands
-
-
-def _long(prog: str, a: str, args: list[str], k: int, longopts: Sequence[LongOpt],
-          opts: list[tuple[str, str | None]]) -> int:
-    body = a[2:]
-    name, eq, value = body.partition("=")
-    exact = [o for o in longopts if o.name == name]
-    if exact:
-        opt = exact[0]
-    else:
-        cands = [o for o in longopts if o.name.startswith(name)] if name else []
-        if not cands:
-            opts.append(("?", f"{prog}: unrecognized option '--{body}'"))
-            return k
-        first = cands[0]
-        if any((o.has_arg, o.key) != (first.has_arg, first.key) for o in cands[1:]):
-            poss = "".join(f" '--{o.name}'" for o in cands)
-            opts.append(("?", f"{prog}: option '--{name}' is ambiguous; possibilities:{poss}"))
-            return k
-        opt = first
-    if eq:
-        if opt.has_arg == NO_ARGUMENT:
-            opts.append(("?", f"{prog}: option '--{opt.name}' doesn't allow an argument"))
-            return k
-        opts.append((opt.key, value))
-    elif opt.has_arg == REQUIRED_ARGUMENT:
-        if k >= len(args):
-            opts.append(("?", f"{prog}: option '--{opt.name}' requires an argument"))
-            return k
-        opts.append((opt.key, args[k]))
-        k += 1
-    else:
-        opts.append((opt.key, None))
-    return k
