@@ -14,7 +14,7 @@ posix/getopt.c):
 - Long options: ``--name``, ``--name=value``, ``--name value`` (required arguments
   only); an exact name wins, else an unambiguous prefix.  Prefixes of several
   options are ambiguous unless all of them report the same key with the same
-  argument kind.
+  argument kind.  Options lkm adds to a kmod tool match only by their whole name.
 - Errors carry glibc's exact text (``prog`` is argv[0]).
 
 A bad option is not raised: it ends the option list as ``("?", message)``, because
@@ -38,11 +38,16 @@ BAD_OPTION = "?"
 
 class LongOpt(NamedTuple):
     """``struct option``: a long option's name, its argument kind and the key reported
-    for it (the short option letter, or any string the tool switches on)."""
+    for it (the short option letter, or any string the tool switches on).
+
+    ``exact`` marks an option lkm adds to a kmod tool: it is recognised only by its
+    whole name, so that no prefix resolves or fails differently from kmod.
+    """
 
     name: str
     has_arg: int
     key: str
+    exact: bool = False
 
 
 Option = tuple[str, str | None]
@@ -139,7 +144,7 @@ def _long_option(prog: str, body: str, args: list[str], k: int, longopts: Sequen
     if opt is None:
         # glibc: the first option the prefix matches, unless a later match reports
         # something else; the message names the first and every differing one
-        matches = [o for o in longopts if o.name.startswith(name)]
+        matches = [o for o in longopts if o.name.startswith(name) and not o.exact]
         if not matches:
             opts.append((BAD_OPTION, f"{prog}: unrecognized option '--{body}'"))
             return k

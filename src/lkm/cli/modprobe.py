@@ -57,7 +57,7 @@ LONGOPTS = [
     LongOpt("version", NO_ARGUMENT, "V"),
     LongOpt("help", NO_ARGUMENT, "h"),
     # not in kmod 30: the name the lkm issue gives -R (kmod calls it --resolve-alias)
-    LongOpt("show-alias", NO_ARGUMENT, "R"),
+    LongOpt("show-alias", NO_ARGUMENT, "R", exact=True),
 ]
 
 LOG_EMERG = 0
