@@ -341,7 +341,7 @@ def test_multicall_link(tree61: Tree, tmp_path: Path) -> None:
 def test_parm_order_and_long_keys(tmp_path: Path, tree61: Tree) -> None:
     """Crafted .modinfo: parm/parmtype merging and order, keys longer than 15 characters
     (printf's negative width pads them), entries without '=' or ':', odd padding."""
-    from lkm.cli.modinfo import modinfo_strings
+    from lkm.module import kmod_strings as modinfo_strings
 
     src = next(p for p in tree61.modules() if p.name == "e1000e.ko").read_bytes()
     start = src.find(b"\0license=") + 1
