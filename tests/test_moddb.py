@@ -363,3 +363,142 @@ def test_missing_and_corrupt_indexes(tmp_path: Path) -> None:
     with pytest.raises(ModuleNotFound):
         md.builtin_modinfo("x")
     md.close()
+
+
+# --------------------------------------------------------------------------- handles on a kernel
+
+
+class FakeKernel:
+    """A kernel backend over a dict of /sys and /proc files (KernelBackend's interface)."""
+
+    def __init__(self, files: dict[str, str], dirs: dict[str, list[str]]) -> None:
+        self.files, self.dirs = files, dirs
+        self.calls: list[tuple[object, ...]] = []
+        self.fail: dict[str, int] = {}
+
+    def read_text(self, path: str) -> str:
+        if path not in self.files:
+            raise FileNotFoundError(2, "No such file or directory", path)
+        return self.files[path]
+
+    def list_dir(self, path: str) -> list[str]:
+        if path not in self.dirs:
+            raise FileNotFoundError(2, "No such file or directory", path)
+        return self.dirs[path]
+
+    def release(self) -> str:
+        return "1.0"
+
+    def module_dir(self) -> str | None:
+        return None
+
+    def compression(self) -> str | None:
+        return None
+
+    def cmdline(self) -> str:
+        return ""
+
+    def finit_module(self, path: str, params: str, flags: int = 0) -> None:
+        self.calls.append(("finit_module", path, params, flags))
+
+    def init_module(self, image: bytes, params: str) -> None:
+        self.calls.append(("init_module", len(image), params))
+
+    def delete_module(self, name: str, flags: int = 0) -> None:
+        from lkm.errors import KernelError
+
+        self.calls.append(("delete_module", name, flags))
+        if name in self.fail:
+            raise KernelError(self.fail[name])
+
+
+def _kernel_ctx(crafted: ModuleDir) -> tuple[KmodContext, FakeKernel, list[str]]:
+    k = FakeKernel(
+        files={"/proc/modules": "mod_a 16384 1 - Live 0x0\nmod_b 8192 0 - Live 0x0\nodd\n",
+               "/sys/module/mod_a/initstate": "live\n", "/sys/module/mod_a/refcnt": "1\n",
+               "/sys/module/mod_a/coresize": "20480\n", "/sys/module/mod_b/initstate": "odd\n",
+               "/sys/module/mod_b/refcnt": "many\n", "/sys/module/odd/coresize": "x\n"},
+        dirs={"/sys/module/mod_a": ["initstate"], "/sys/module/mod_a/holders": ["mod_b", "x-y"],
+              "/sys/module/mod_b": ["refcnt"], "/sys/module/coming": [],
+              "/sys/module/odd": ["coresize"], "/sys/module/bi": []})
+    logged: list[str] = []
+    ctx = KmodContext(crafted, kernel=k,  # type: ignore[arg-type]
+                      log=lambda prio, where, fn, msg: logged.append(f"{where} {fn}: {msg}"))
+    return ctx, k, logged
+
+
+def test_handle_kernel_views(crafted: ModuleDir) -> None:
+    """initstate, refcnt, size and holders as libkmod reads /sys/module and /proc/modules,
+    with its errnos and messages."""
+    import errno
+
+    from lkm.kmod import BUILTIN, COMING, LIVE
+
+    ctx, _k, logged = _kernel_ctx(crafted)
+    a, b = ctx.new_from_loaded()[:2]
+    assert [m.name for m in ctx.new_from_loaded()] == ["mod_a", "mod_b", "odd"]
+    assert (a.initstate(), a.refcnt(), a.size()) == (LIVE, 1, 20480)
+    assert [h.name for h in a.holders()] == ["mod_b", "x_y"]
+    assert ctx.new_from_name("coming").initstate() == COMING
+    assert ctx.new_from_name("bi").initstate() == BUILTIN
+    assert ctx.new_from_name("gone").initstate() == -errno.ENOENT
+    assert ctx.new_from_name("gone").size() == -errno.ENOENT
+    assert not logged
+    assert b.initstate() == -errno.EINVAL
+    assert b.refcnt() == -errno.EINVAL
+    assert b.size() == 8192  # no coresize: the /proc/modules column
+    assert b.holders() == []
+    assert ctx.new_from_name("odd").size() == -errno.ENOENT
+    assert logged == [
+        "../libkmod/libkmod-module.c:1847 kmod_module_get_initstate: "
+        "unknown /sys/module/mod_b/initstate: 'odd\n'\n",
+        "../libkmod/libkmod-module.c:1967 kmod_module_get_refcnt: could not read integer "
+        "from '/sys/module/mod_b/refcnt': 'Invalid argument'\n",
+        "../libkmod/libkmod-module.c:1998 kmod_module_get_holders: could not open "
+        "'/sys/module/mod_b/holders': No such file or directory\n",
+        "../libkmod/libkmod-module.c:1886 kmod_module_get_size: failed to read coresize "
+        "from /sys/module/odd\n"]
+
+
+def test_handle_effects(crafted: ModuleDir, tmp_path: Path) -> None:
+    """insert goes to finit_module with the force flags; remove is a non-blocking
+    delete_module (O_TRUNC with REMOVE_FORCE), failures as -errno with libkmod's message."""
+    import errno
+
+    from lkm.kmod.module import INSERT_FORCE_VERMAGIC, REMOVE_FORCE, REMOVE_NOLOG
+
+    ctx, k, logged = _kernel_ctx(crafted)
+    f = tmp_path / "plain.ko"
+    f.write_bytes(b"\x7fELF" + bytes(60))
+    mod = ctx.new_from_path(str(f))
+    assert mod.insert(INSERT_FORCE_VERMAGIC, "a=1") == 0
+    assert k.calls[-1] == ("finit_module", str(f), "a=1", 2)
+    assert ctx.new_from_name("nofile").insert() == -errno.ENOENT
+    assert mod.remove() == 0 and k.calls[-1] == ("delete_module", "plain", os.O_NONBLOCK)
+    assert mod.remove(REMOVE_FORCE) == 0
+    assert k.calls[-1] == ("delete_module", "plain", os.O_NONBLOCK | os.O_TRUNC)
+    k.fail["plain"] = errno.EBUSY
+    assert mod.remove(REMOVE_NOLOG) == -errno.EBUSY and len(logged) == 1
+    assert mod.remove() == -errno.EBUSY
+    assert logged[1].endswith("could not remove 'plain': Device or resource busy\n")
+    assert logged[0].endswith("could not find module by name='nofile'\n")
+    with pytest.raises(OSError):
+        ctx.new_from_path(str(tmp_path / "missing.ko"))
+
+
+def test_handle_file_reads(tree61: Tree) -> None:
+    """info, versions and symbols of a real module; KmodError with libkmod's errno."""
+    import errno
+
+    from lkm.kmod import KmodError
+
+    ctx = KmodContext(_moddir(tree61))
+    (mod,) = ctx.lookup("jbd2")
+    info = dict(mod.info())
+    assert info["name"] == "jbd2" and info["license"] == "GPL"
+    assert ("jbd2_journal_start" in {s for _c, s in mod.symbols()})
+    assert all(not s.startswith(".") for _c, s in mod.versions())
+    with pytest.raises(KmodError) as e:
+        ctx.new_from_name("no_such_module").versions()
+    assert e.value.errno == errno.ENOENT
+    assert ctx.lookup_name("crc32c_generic") is not None

@@ -84,10 +84,17 @@ class ThisModule(NamedTuple):
 
 
 class ModuleFile:
-    """A kernel module's (decompressed) content, parsed on demand.
+    """A kernel module's (decompressed) content, parsed on demand: lkm's reader of a
+    ``.ko`` (the kernel's view of it; kmod's view of the same file is
+    :mod:`lkm.kmod.file`).
 
-    Use :meth:`open` for a file (any compression) or :meth:`from_bytes`.
-    Malformed content raises FormatError subclasses (ElfError, CompressionError,
+    :param content: the uncompressed module image (bytes, or a mapping of the file).
+    :param path: the file it came from, if any (names the module when .modinfo has no
+        ``name=``).
+    :param compression: ``"gzip"``, ``"xz"``, ``"zstd"`` when it was decompressed.
+
+    Use :meth:`open` for a file (any compression) or :meth:`from_bytes`.  Malformed
+    content raises FormatError subclasses (ElfError, CompressionError,
     SignatureError) when the affected property is first read.
     """
 
@@ -99,13 +106,24 @@ class ModuleFile:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> ModuleFile:
-        """Read ``path`` (mapped if uncompressed, else decompressed); OSError passes through."""
+        """Read a module file.
+
+        :param path: a ``.ko`` file, compressed (gzip, xz, zstd, by magic) or not.
+        :returns: the module, mapped if uncompressed, else decompressed in memory.
+        :raises OSError: the file cannot be read.
+        :raises CompressionError: a compressed stream is corrupt or too large.
+        """
         content, kind = compress.read_module(path)
         return cls(content, os.fspath(path), kind)
 
     @classmethod
     def from_bytes(cls, data: Buffer, path: str | None = None) -> ModuleFile:
-        """A module from memory; compressed data (by magic) is decompressed."""
+        """A module from memory.
+
+        :param data: the module image; compressed data (by magic) is decompressed.
+        :param path: the name to give it, if any.
+        :raises CompressionError: a compressed stream is corrupt or too large.
+        """
         kind = compress.detect(data)
         if kind is not None:
             data = compress.decompress(data, kind)

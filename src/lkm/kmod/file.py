@@ -115,19 +115,22 @@ def read_info(path: str) -> list[tuple[bytes, bytes]]:
     # the mapping is released with the last view of it, when this returns
     try:
         elf = mf.elf
+        try:
+            data = elf.section_bytes(".modinfo")
+        except FormatError:
+            data = None  # libkmod skips a section header it cannot use
+        if data is None:
+            raise KmodError(errno.ENOENT)
+        out = [(key, value) for key, _, value in
+               (s.partition(b"=") for s in kmod_strings(bytes(data)))]
+        sig = signature.modinfo_fields(memoryview(mf.content))
+    except KmodError:
+        raise
     except LkmError as e:
         raise KmodError(getattr(e, "errno", errno.EINVAL)) from None
     except ValueError:
         raise KmodError(errno.EINVAL) from None
-    try:
-        data = elf.section_bytes(".modinfo")
-    except FormatError:
-        data = None  # libkmod skips a section header it cannot use
-    if data is None:
-        raise KmodError(errno.ENOENT)
-    out = [(key, value) for key, _, value in
-           (s.partition(b"=") for s in kmod_strings(bytes(data)))]
-    for key_s, value_s in signature.modinfo_fields(memoryview(mf.content)):
+    for key_s, value_s in sig:
         out.append((key_s.encode("utf-8", "surrogateescape"),
                     value_s.encode("utf-8", "surrogateescape")))
     return out

@@ -30,7 +30,7 @@ import errno
 import os
 from typing import TYPE_CHECKING
 
-from lkm.errors import KernelError
+from lkm.errors import KernelError, LkmError
 from lkm.kmod.file import KmodError
 from lkm.kmod.log import libkmod_pos
 from lkm.logprio import LOG_ERR, LOG_INFO
@@ -207,7 +207,7 @@ class KmodModule:
             return [(crc, sym[1:] if sym.startswith(".") else sym) for sym, crc in mf.versions]
         except KmodError:
             raise
-        except Exception as e:  # a malformed ELF: libkmod's EINVAL (or the format's errno)
+        except (LkmError, ValueError) as e:  # a malformed ELF: EINVAL (or the format's errno)
             raise KmodError(getattr(e, "errno", None) or errno.EINVAL) from None
 
     def symbols(self) -> list[tuple[int, str]]:
@@ -220,7 +220,7 @@ class KmodModule:
         mf = self._elf()
         try:
             found = mf.kmod_exports()
-        except Exception as e:
+        except (LkmError, ValueError) as e:
             raise KmodError(getattr(e, "errno", None) or errno.EINVAL) from None
         if found is None:
             raise KmodError(errno.ENOENT)
