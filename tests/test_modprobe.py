@@ -257,6 +257,8 @@ def test_usage_errors(tree: Tree, tmp_path: Path) -> None:
     both([*tree_args(tree), "-n", "-v", "loop"], cwd=tmp_path)
     both(["-d", "relative/root", "-S", "1.2.3", "-n", "loop"], cwd=tmp_path)
     both(["-S", "0.0-none", "-n", "-v", "loop"])
+    both(["-S", "", "-n", "-v", "loop"])  # <root>/lib/modules/<release> even when empty
+    both(["-d", "", "-n", "-v", "loop"])
 
 
 def test_insmod_rmmod_lsmod_errors(tmp_path: Path) -> None:

@@ -47,7 +47,9 @@ class Stdout:
 
     def write_bytes(self, data: bytes) -> None:
         """Buffer ``data`` after the text before it."""
-        pending = self._collect()
+        if self.parts:
+            self._collect()
+        pending = self.pending
         pending += data
         if self.line:
             if b"\n" in data:

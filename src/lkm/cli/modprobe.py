@@ -20,7 +20,7 @@ from lkm.cli._common import (
     write_err,
 )
 from lkm.cli._getopt import NO_ARGUMENT, REQUIRED_ARGUMENT, LongOpt, getopt_long
-from lkm.kmod.file import KmodError
+from lkm.kmod.errors import KmodError
 from lkm.logprio import LOG_CRIT, LOG_ERR, LOG_INFO, LOG_WARNING
 
 if TYPE_CHECKING:

@@ -16,7 +16,8 @@ libkmod's files:
                        dependencies, info, versions, symbols, options, commands,
                        softdeps, initstate, size, refcnt, holders, insert, remove
 ``file``               a module file as kmod_file_open reads it; get_info
-                       (libkmod-file.c, libkmod-elf.c); :class:`KmodError`
+                       (libkmod-file.c, libkmod-elf.c)
+``errors``             :class:`KmodError`: a libkmod call's ``-errno``
 ``probe``              kmod_module_probe_insert_module: probe list, dry runs
 ``insert``             finit_module/init_module of a file, the force strips
 ``commands``           ``install``/``remove`` commands run through the shell
@@ -49,7 +50,7 @@ from lkm.kmod.names import (
 
 if TYPE_CHECKING:
     from lkm.kmod.context import LOOKUP_ORDER, NAME_LOOKUP_ORDER, KmodContext
-    from lkm.kmod.file import KmodError
+    from lkm.kmod.errors import KmodError
     from lkm.kmod.log import LogFn
     from lkm.kmod.moddir import DepEntry, ModuleDir
     from lkm.kmod.module import BUILTIN, COMING, GOING, LIVE, KmodModule
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
 # imported when first used, so that lkm.kmod.names stays cheap to import
 _LAZY = {
     "LOOKUP_ORDER": "context", "NAME_LOOKUP_ORDER": "context", "KmodContext": "context",
-    "KmodError": "file", "LogFn": "log", "DepEntry": "moddir", "ModuleDir": "moddir",
+    "KmodError": "errors", "LogFn": "log", "DepEntry": "moddir", "ModuleDir": "moddir",
     "BUILTIN": "module", "COMING": "module", "GOING": "module", "LIVE": "module",
     "KmodModule": "module",
 }

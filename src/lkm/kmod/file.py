@@ -5,7 +5,7 @@ detected by magic; no zlib, so a gzip stream stays undecoded and is then not ELF
 :func:`module_file` adds libkmod's ELF identification (kmod_elf_new) and
 :func:`read_info` is kmod_module_get_info of a file: the ``.modinfo`` strings, then
 the signature entries.  Failures raise :class:`KmodError` carrying the errno libkmod
-returns, which kmod's tools print with strerror.
+returns (:class:`lkm.kmod.errors.KmodError`), which kmod's tools print with strerror.
 """
 
 from __future__ import annotations
@@ -13,27 +13,14 @@ from __future__ import annotations
 import errno
 import mmap
 import os
-from typing import TYPE_CHECKING
 
+from lkm import compress, signature
 from lkm.errors import FormatError, LkmError
-
-if TYPE_CHECKING:
-    from lkm.module import ModuleFile
+from lkm.kmod.errors import KmodError
+from lkm.module import ModuleFile, kmod_strings
 
 # what kmod_file_open decompresses (Debian's kmod 30: +ZSTD +XZ -ZLIB)
 DECOMPRESSED = ("xz", "zstd")
-
-
-class KmodError(LkmError):
-    """A libkmod call failed with ``errno`` (libkmod returns it negated).
-
-    :param err: the errno.
-    :param message: a text for humans (default: strerror).
-    """
-
-    def __init__(self, err: int, message: str = "") -> None:
-        super().__init__(message or os.strerror(err))
-        self.errno = err
 
 
 def open_file(path: str) -> bytes | mmap.mmap:
@@ -45,8 +32,6 @@ def open_file(path: str) -> bytes | mmap.mmap:
     :raises KmodError: EINVAL for a file under 6 bytes or a bad stream, the errno of
         a failed open/read/mmap otherwise.
     """
-    from lkm import compress
-
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as e:
@@ -90,8 +75,6 @@ def module_file(path: str) -> ModuleFile:
 
     :raises KmodError: as :func:`open_file` and :func:`elf_identify`.
     """
-    from lkm.module import ModuleFile
-
     content = open_file(path)
     elf_identify(content)
     return ModuleFile(content, path)
@@ -108,9 +91,6 @@ def read_info(path: str) -> list[tuple[bytes, bytes]]:
     :raises KmodError: ENOENT without a ``.modinfo`` section, else as
         :func:`module_file`; EINVAL for ELF structures libkmod refuses.
     """
-    from lkm import signature
-    from lkm.module import kmod_strings
-
     mf = module_file(path)
     # the mapping is released with the last view of it, when this returns
     try:
@@ -136,4 +116,4 @@ def read_info(path: str) -> list[tuple[bytes, bytes]]:
     return out
 
 
-__all__ = ["DECOMPRESSED", "KmodError", "elf_identify", "module_file", "open_file", "read_info"]
+__all__ = ["DECOMPRESSED", "elf_identify", "module_file", "open_file", "read_info"]

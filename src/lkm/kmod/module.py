@@ -30,8 +30,8 @@ import errno
 import os
 from typing import TYPE_CHECKING
 
-from lkm.errors import KernelError, LkmError
-from lkm.kmod.file import KmodError
+from lkm.errors import FormatError, KernelError, LkmError, ModuleNotFound
+from lkm.kmod.errors import KmodError
 from lkm.kmod.log import libkmod_pos
 from lkm.logprio import LOG_ERR, LOG_INFO
 
@@ -170,10 +170,12 @@ class KmodModule:
             from it, EINVAL for an unterminated string there; a file's errors as
             :func:`lkm.kmod.file.read_info`.
         """
-        from lkm.errors import FormatError, ModuleNotFound
         from lkm.kmod.file import read_info
 
-        if self.is_builtin():
+        builtin = self._builtin
+        if builtin is None:
+            builtin = self.is_builtin()
+        if builtin:
             try:
                 strings = self.ctx.moddir.builtin_modinfo_strings(self.name)
             except OSError as e:
@@ -183,7 +185,7 @@ class KmodModule:
             except FormatError:
                 raise KmodError(errno.EINVAL) from None
             return [(k, v) for k, _, v in (s.partition(b"=") for s in strings)]
-        path = self.path()
+        path = self._path if self._path is not None else self.path()
         if path is None:
             raise KmodError(errno.ENOENT)
         return read_info(path)
