@@ -5,7 +5,9 @@ repository) and built in two passes, see tests/modules/README:
 
 1. tests/modules/Kbuild: modules modpost accepts;
 2. tests/modules/lax/Kbuild: modules modpost refuses, built against a doctored copy of
-   pass 1's Module.symvers (``SYMVERS_EDITS``); then ``RENAMES`` are applied to the .ko.
+   pass 1's Module.symvers (``SYMVERS_EDITS``); then ``RENAMES`` are applied to the .ko;
+3. tests/modules/exec/Kbuild: modules whose code does things (they print, fail, oops),
+   returned by ``build_modules(release, exec_modules=True)`` only.
 
 A file lock serialises builders (pytest-xdist workers); a stamp file marks a finished
 build, so an interrupted one is redone. Builds of other sources unused for 3 days are
@@ -27,6 +29,7 @@ HERE = Path(__file__).resolve().parent
 SOURCES = HERE / "modules"
 CACHE = Path(os.environ.get("LKM_TEST_CACHE", Path.home() / ".cache" / "lkm-tests"))
 STAMP = ".complete"
+EXEC = "exec"  # pass 3's directory
 JOBS = 2
 
 # Pass 2's view of pass 1's exports: (symbol, column, new value). Columns of Module.symvers:
@@ -141,8 +144,9 @@ def _build(headers: Path, out: Path) -> dict[str, str]:
     for name, replacements in RENAMES.items():
         ko = lax / f"{name}.ko"
         patch_module(ko, ko, replacements)
+    _make(headers, out / EXEC)
     built: dict[str, str] = {}
-    for d in (out, lax):
+    for d in (out, lax, out / EXEC):
         for name in _modules_of(d):
             ko = d / f"{name}.ko"
             if not ko.is_file():
@@ -161,8 +165,9 @@ def _prune(base: Path, keep: Path, days: float = 3) -> None:
                 shutil.rmtree(d, ignore_errors=True)
 
 
-def build_modules(release: str) -> dict[str, Path]:
-    """Build (or reuse) the test modules for ``release``: module name -> .ko path."""
+def build_modules(release: str, exec_modules: bool = False) -> dict[str, Path]:
+    """Build (or reuse) the test modules for ``release``: module name -> .ko path; those of
+    passes 1 and 2, or with ``exec_modules`` those of pass 3 (exec/)."""
     headers = headers_dir(release)
     if headers is None:
         raise KbuildError(f"no kernel headers for {release} (run scripts/install-system)")
@@ -180,11 +185,13 @@ def build_modules(release: str) -> dict[str, Path]:
                 tmp.replace(stamp)
                 _prune(base, keep=out)
     os.utime(stamp)
-    return {name: out / rel for name, rel in json.loads(stamp.read_text()).items()}
+    return {name: out / rel for name, rel in json.loads(stamp.read_text()).items()
+            if rel.startswith(EXEC + "/") == exec_modules}
 
 
 if __name__ == "__main__":  # `python tests/kbuild.py RELEASE`: build and print "name path" lines
     import sys
 
-    for _name, _path in sorted(build_modules(sys.argv[1]).items()):
-        print(_name, _path)
+    for _exec in (False, True):
+        for _name, _path in sorted(build_modules(sys.argv[1], _exec).items()):
+            print(_name, _path)

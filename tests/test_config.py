@@ -188,7 +188,8 @@ def test_kcmdline_against_kmod(tmp_path: Path) -> None:
 
 @pytest.mark.kmod
 def test_config_paths_against_kmod(tmp_path: Path) -> None:
-    """-C with several directories and files: order, duplicates, bad files, sub-dirs."""
+    """-C with several directories and files: order, duplicates, bad files, sub-dirs,
+    lines ending at end of file."""
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
     b.mkdir()
@@ -198,6 +199,10 @@ def test_config_paths_against_kmod(tmp_path: Path) -> None:
     (b / "sub.conf").mkdir()
     (a / "bin.conf").write_bytes(b"alias \xff\xfe-bytes dummy\n\x00\nalias a\tb\n")
     (a / "long.conf").write_text("options x " + "y=1 " * 3000 + "\n")
+    # freadline_wrapped at end of file: a last backslash is read as (char)EOF, 0xff
+    (a / "eof-alias.conf").write_bytes(b"alias eof-x dummy\\")
+    (a / "eof-bad.conf").write_bytes(b"options m a=1\nbogus\\")
+    (a / "eof-cont.conf").write_bytes(b"blacklist cont \\\n")
     single = tmp_path / "one.cfg"
     single.write_text("blacklist single\nalias from-single dummy\n")
     empty = tmp_path / "moddir"

@@ -23,6 +23,7 @@ from conftest import KMOD, LKM, Tree
 from lkm import depmod as dm
 from lkm.elf import ElfFile
 from lkm.index import Index
+from lkm.logprio import LOG_WARNING
 
 OUTPUTS = dm.OUTPUTS
 
@@ -271,6 +272,9 @@ CONFIGS = {
     "exclude": "exclude extra weak\nexclude {d}\n",
     "bad_lines": "bogus line\nsearch\\\n updates \\\n extra\noverride onlyname\nexternal\n"
                  "include foo\nmake_map_files\n  # indented comment\n",
+    # freadline_wrapped at end of file: a backslash there is read as (char)EOF, 0xff
+    "eof_backslash": "search extra built-in\nbogus\\",
+    "eof_continuation": "search extra \\\n",
 }
 
 
@@ -736,12 +740,17 @@ def test_killed_midway_keeps_indexes(sig: int, tree61: Tree, tmp_path: Path) -> 
 # --------------------------------------------------------------------------- units
 
 
-def test_superfast_hash() -> None:
-    # values computed by kmod's shared/hash.c (rem 0..3, high bytes sign-extended)
-    assert [dm.superfast_hash(s) & 511 for s in (b"", b"a", b"ab", b"abc", b"abcd")] == [
-        dm.superfast_hash(s) & 511 for s in (b"", b"a", b"ab", b"abc", b"abcd")]
-    assert dm.superfast_hash(b"") == 0
-    assert dm.superfast_hash(b"\xff") != dm.superfast_hash(b"\x7f")
+# values printed by kmod 30's shared/hash.c hash_superfast (compiled from the v30 tag):
+# every remainder 0..3 of the length, and high bytes read as signed chars
+SUPERFAST = {b"": 0, b"a": 291415938, b"ab": 1366002500, b"abc": 3535673738,
+             b"abcd": 3671636187, b"abcde": 1374488366, b"e1000e": 1109782235,
+             b"snd_hda_intel": 1849698465, b"\xff": 0, b"x\xe9\xff": 3860522019,
+             b"ab\xfe": 896057952, b"usb_storage": 2677747627}
+
+
+@pytest.mark.parametrize(("key", "value"), SUPERFAST.items())
+def test_superfast_hash(key: bytes, value: int) -> None:
+    assert dm.superfast_hash(key) == value
 
 
 @pytest.mark.parametrize(("alias", "expected"), [
@@ -753,10 +762,12 @@ def test_alias_normalize(alias: str, expected: str | None) -> None:
 
 
 def test_wrapped_lines() -> None:
+    """depmod.d's lines are modprobe.d's (lkm.config.lines, kmod's freadline_wrapped)."""
     data = b"a \\\nb\nc\\d\\\\e\n\n#x\nlast"
-    assert list(dm.wrapped_lines(data)) == [(2, b"a b"), (3, b"cd\\e"), (4, b""), (5, b"#x"),
-                                            (6, b"last")]
-    assert list(dm.wrapped_lines(b"x\\\n")) == [(2, b"x")]  # EOF counts as a line end
+    assert list(dm.wrapped_lines(data)) == [(2, "a b"), (3, "cd\\e"), (4, ""), (5, "#x"),
+                                            (6, "last")]
+    assert list(dm.wrapped_lines(b"x\\\n")) == [(2, "x")]  # EOF counts as a line end
+    assert list(dm.wrapped_lines(b"x\\")) == [(1, "x\udcff")]  # (char)EOF
 
 
 def test_fgets_lines() -> None:
@@ -784,3 +795,30 @@ def test_library_messages_and_cycles_api(mini61: Path, tmp_path: Path) -> None:
     assert ei.value.count >= 2 and ei.value.cycles
     assert any(msg.startswith("Cycle detected: ") for _p, msg in d.messages)
     shutil.rmtree(root)
+
+
+def test_run_api(mini61: Path, tmp_path: Path) -> None:
+    """lkm.depmod.run: kmod's files, -A's early return, -n into a stream, and the errors
+    with kmod's text (messages collected when no log callback is given)."""
+    import io
+
+    release = _release(mini61)
+    root = _cp_al(mini61, tmp_path / "root")
+    moddir = root / "lib/modules" / release
+    for name in OUTPUTS:
+        (moddir / name).unlink(missing_ok=True)
+    d = dm.run(str(moddir), release, config_paths=[], jobs=2)
+    assert d is not None and d.messages == [] and len(d.modules) > 100
+    assert _outputs(moddir) == _outputs(mini61 / "lib/modules" / release)
+    assert dm.run(str(moddir), release, config_paths=[], quick=True) is None
+    shown = io.BytesIO()
+    assert dm.run(str(moddir), release, config_paths=[], show=shown) is not None
+    assert shown.getvalue() == b"".join((moddir / n).read_bytes() for n in dm.TEXT_OUTPUTS)
+    with pytest.raises(dm.DepmodError, match=r"^could not search modules: No such file"):
+        dm.run(str(tmp_path / "missing"), release, config_paths=[])
+    with pytest.raises(dm.DepmodError, match=r"^could not load /nonexistent: No such file"):
+        dm.run(str(moddir), release, symvers="/nonexistent")
+    logged: list[tuple[int, str]] = []
+    dm.run(str(moddir), release, config_paths=[], print_unknown=True,
+           log=lambda prio, msg: logged.append((prio, msg)))
+    assert logged == [(LOG_WARNING, "-e needs -E or -F\n")]

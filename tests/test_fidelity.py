@@ -9,7 +9,7 @@ hashed pointers and the dump_stack body), the taint mask, the /proc/modules line
 and the sysfs files of the test modules (values of parameters included). The
 records must be equal, step by step.
 
-The modules are tests/modules built with Kbuild, and copies mutated here
+The modules are tests/modules built with Kbuild, and copies mutated by variants.py
 (vermagic, CRCs, section flags, ELF header fields, signatures, modinfo). The
 virtual kernel does not run module code: it is told what the two modules whose
 init does not return 0 return (``--init``).
@@ -25,10 +25,11 @@ import errno
 import json
 import os
 import re
-import struct
 import sys
 from pathlib import Path
 from typing import Any
+
+from variants import make_variants
 
 HERE = Path(__file__).resolve().parent
 
@@ -256,209 +257,6 @@ def guest_main(argv: list[str]) -> int:
     tmp.write_text(json.dumps(out))
     tmp.replace(argv[1])
     return 0
-
-
-# -- crafting module variants ------------------------------------------------------------
-
-class Ko:
-    """A module image to mutate in place (ELF64 little-endian)."""
-
-    def __init__(self, data: bytes) -> None:
-        self.b = bytearray(data)
-        (self.shoff,) = struct.unpack_from("<Q", self.b, 0x28)
-        self.shnum, self.shstrndx = struct.unpack_from("<HH", self.b, 0x3C)
-
-    def shdr(self, i: int) -> int:
-        return self.shoff + 64 * i
-
-    def sec_name(self, i: int) -> str:
-        name_off = struct.unpack_from("<I", self.b, self.shdr(i))[0]
-        str_off = struct.unpack_from("<Q", self.b, self.shdr(self.shstrndx) + 24)[0]
-        start = str_off + name_off
-        return self.b[start:self.b.index(0, start)].decode()
-
-    def sec(self, name: str) -> int:
-        for i in range(self.shnum):
-            if self.sec_name(i) == name:
-                return i
-        raise KeyError(name)
-
-    def sec_range(self, name: str) -> tuple[int, int]:
-        h = self.shdr(self.sec(name))
-        off, size = struct.unpack_from("<QQ", self.b, h + 24)
-        return off, size
-
-    def set_flags(self, name: str, orflags: int) -> Ko:
-        h = self.shdr(self.sec(name))
-        flags = struct.unpack_from("<Q", self.b, h + 8)[0]
-        struct.pack_into("<Q", self.b, h + 8, flags | orflags)
-        return self
-
-    def set_u32(self, off: int, v: int) -> Ko:
-        struct.pack_into("<I", self.b, off, v)
-        return self
-
-    def set_u16(self, off: int, v: int) -> Ko:
-        struct.pack_into("<H", self.b, off, v)
-        return self
-
-    def replace(self, old: bytes, new: bytes, count: int = -1) -> Ko:
-        assert len(old) == len(new), (old, new)
-        assert old in self.b, old
-        self.b = bytearray(bytes(self.b).replace(old, new, count))
-        return self
-
-    def rename_section(self, old: str, new: str) -> Ko:
-        i = self.sec(old)
-        name_off = struct.unpack_from("<I", self.b, self.shdr(i))[0]
-        str_off = struct.unpack_from("<Q", self.b, self.shdr(self.shstrndx) + 24)[0]
-        start = str_off + name_off
-        assert len(old) == len(new)
-        self.b[start:start + len(new)] = new.encode()
-        return self
-
-    def versions_crc(self, sym: str) -> int:
-        off, size = self.sec_range("__versions")
-        for e in range(off, off + size, 64):
-            if self.b[e + 8:e + 8 + len(sym) + 1] == sym.encode() + b"\0":
-                return e
-        raise KeyError(sym)
-
-    def flip_crc(self, sym: str) -> Ko:
-        e = self.versions_crc(sym)
-        self.b[e] ^= 0xFF
-        return self
-
-    def symbol(self, name: str) -> int:
-        """File offset of the symtab entry of ``name``."""
-        i = self.sec(".symtab")
-        off, size = self.sec_range(".symtab")
-        link = struct.unpack_from("<I", self.b, self.shdr(i) + 40)[0]
-        stroff = struct.unpack_from("<Q", self.b, self.shdr(link) + 24)[0]
-        for e in range(off, off + size, 24):
-            n = struct.unpack_from("<I", self.b, e)[0]
-            s = stroff + n
-            if self.b[s:self.b.index(0, s)] == name.encode():
-                return e
-        raise KeyError(name)
-
-    def bytes(self) -> bytes:
-        return bytes(self.b)
-
-
-def _sig_trailer_offset(data: bytes) -> int:
-    """Offset of struct module_signature in a signed module."""
-    assert data.endswith(b"~Module signature appended~\n")
-    return len(data) - 28 - 12
-
-
-def make_variants(kos: dict[str, Path], tree: Any, out: Path) -> dict[str, Path]:
-    """Every module file the steps use, written under ``out``."""
-    from lkm.compress import compress, read_module
-
-    out.mkdir(parents=True, exist_ok=True)
-    files: dict[str, Path] = {}
-
-    def put(name: str, data: bytes) -> None:
-        p = out / f"{name}.ko"
-        p.write_bytes(data)
-        files[name] = p
-
-    for name, path in kos.items():
-        put(name, path.read_bytes())
-    rel = tree.release
-
-    def tree_module(name: str) -> bytes:
-        hits = sorted((tree.moddir / "kernel").rglob(f"{name}.ko*"))
-        data, _ = read_module(hits[0])
-        return bytes(data)
-
-    crc7 = tree_module("crc7")
-    put("crc7", crc7)
-    itu = tree_module("crc-itu-t")
-    put("crc_itu_t", itu)
-    b = bytearray(itu)
-    b[len(b) // 3] ^= 0x01  # inside the signed body
-    put("crc_itu_t_tampered", bytes(b))
-    b = bytearray(itu)
-    b[_sig_trailer_offset(itu)] = 1  # algo
-    put("crc_itu_t_sigparams", bytes(b))
-    b = bytearray(itu)
-    b[_sig_trailer_offset(itu) + 2] = 1  # id_type X509
-    put("crc_itu_t_idtype", bytes(b))
-    put("crc8_xz", compress(tree_module("crc8"), "xz"))
-
-    def ko(name: str) -> Ko:
-        return Ko(kos[name].read_bytes())
-
-    # an unknown signing key
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
-
-    from lkm.signing import sign_module
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lkm test key")])
-    import datetime
-
-    now = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-            .public_key(key.public_key()).serial_number(1234).not_valid_before(now)
-            .not_valid_after(now + datetime.timedelta(days=3650))
-            .sign(key, hashes.SHA256()))
-    der = cert.public_bytes(serialization.Encoding.DER)
-    put("lkm_testmod_signed", sign_module(kos["lkm_testmod"].read_bytes(), key, der))
-
-    # vermagic: another release of the same length (modversions skips it), other flags
-    other = re.sub(r"\d", "9", rel[:-1]) + rel[-1]
-    if other == rel:
-        other = "9" + rel[1:]
-    put("lkm_alias_otherrel", ko("lkm_alias").replace(f"vermagic={rel} ".encode(),
-                                                      f"vermagic={other} ".encode()).bytes())
-    put("lkm_alias_badmagic", ko("lkm_alias").replace(b"mod_unload ", b"mod_unlaod ").bytes())
-    put("lkm_alias_layoutcrc", ko("lkm_alias").flip_crc("module_layout").bytes())
-    put("lkm_alias_wx", ko("lkm_alias").set_flags(".text", 0x1).bytes())
-    put("lkm_alias_machine", ko("lkm_alias").set_u16(18, 3).bytes())
-    put("lkm_alias_type", ko("lkm_alias").set_u16(16, 2).bytes())
-    put("lkm_alias_short", kos["lkm_alias"].read_bytes()[:50])
-    put("lkm_alias_magic", ko("lkm_alias").set_u16(0, 0x457E).bytes())
-    put("lkm_alias_shentsize", ko("lkm_alias").set_u16(0x3A, 32).bytes())
-    k = ko("lkm_alias")
-    struct.pack_into("<Q", k.b, k.shdr(k.sec(".modinfo")) + 24, len(k.b) + 4096)
-    put("lkm_alias_secoff", k.bytes())
-    k = ko("lkm_alias")
-    k.set_u32(k.shdr(k.sec(".symtab")) + 4, 1)
-    put("lkm_alias_nosym", k.bytes())
-    put("lkm_alias_nothis", ko("lkm_alias").rename_section(
-        ".gnu.linkonce.this_module", ".gnu.linkonce.this_modulX").bytes())
-    k = ko("lkm_alias")
-    rel_off, _ = k.sec_range(".rela.init.text")
-    info = struct.unpack_from("<Q", k.b, rel_off + 8)[0]
-    struct.pack_into("<Q", k.b, rel_off + 8, (info & ~0xFFFFFFFF) | 99)
-    put("lkm_alias_badrela", k.bytes())
-    k = ko("lkm_alias")
-    k.set_u16(k.symbol("init_module") + 6, 0x400)
-    put("lkm_alias_badshndx", k.bytes())
-    put("lkm_alias_livepatch", ko("lkm_alias").replace(b"description=", b"livepatch=Y\0")
-        .bytes())
-    put("lkm_alias_noretpoline", ko("lkm_alias").replace(b"retpoline=Y", b"retpolinX=Y")
-        .bytes())
-    put("lkm_alias_twomodinfo", ko("lkm_alias").rename_section(".comment", ".modinfo").bytes())
-    k = ko("lkm_alias")
-    h = k.shdr(k.sec(".gnu.linkonce.this_module"))
-    struct.pack_into("<Q", k.b, h + 32, struct.unpack_from("<Q", k.b, h + 32)[0] + 64)
-    put("lkm_alias_bigthis", k.bytes())
-    put("keyboard", ko("lkm_weak").replace(b"lkm_weak", b"keyboard").bytes())
-    put("lkm_intree_staging", ko("lkm_intree").replace(b"intree=Y", b"staging=").bytes())
-    put("lkm_params_bsd", ko("lkm_params").replace(b"license=GPL", b"license=BSD").bytes())
-    put("lkm_prop_gpl_license", ko("lkm_prop").replace(b"license=Proprietary",
-                                                        b"license=GPL\0\0\0\0\0\0\0\0").bytes())
-    put("lkm_user_badcrc", ko("lkm_user").flip_crc("lkm_params_value").bytes())
-    put("lkm_user_nover", ko("lkm_user").replace(b"lkm_params_value\0", b"lkm_params_valuX\0", 1)
-        .bytes())
-    return files
 
 
 # -- the scenarios ------------------------------------------------------------------------
@@ -708,9 +506,10 @@ def sizes_fidelity(tree: Any, workdir: Path) -> tuple[int, int, list[str]]:
     sys.path.insert(0, str(HERE))
     from lkm.compress import read_module
     from lkm.errors import KernelError
-    from lkm.kernel.loader import KernelState, load_module
+    from lkm.kernel.module.main import load_module
+    from lkm.kernel.module.procfs import proc_modules_line
+    from lkm.kernel.module.state import KernelState
     from lkm.kernel.profile import load_cached
-    from lkm.kernel.virtual import proc_modules_line
     from lkm.moddb import ModuleDir
     from vm import run_in_vm
 

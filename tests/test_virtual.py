@@ -8,8 +8,10 @@ and exit statuses, and errors without tracebacks.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,13 +21,9 @@ from pathlib import Path
 import pytest
 
 from conftest import LKM, Tree
+from lkm.kernel.kernfs import kernfs_name_hash, kernfs_order
 from lkm.kernel.profile import KernelProfile, load_cached
-from lkm.kernel.virtual import (
-    VirtualKernel,
-    VirtualKernelError,
-    kernfs_name_hash,
-    kernfs_order,
-)
+from lkm.kernel.virtual import VirtualKernel, VirtualKernelError
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +47,66 @@ def lkm(*args: str, vdir: Path | None = None, check: bool = False
     return p
 
 
-def test_kernfs_hash() -> None:
-    """kernfs_name_hash of fs/kernfs/dir.c (values computed with the C function)."""
-    assert kernfs_name_hash("parameters") == kernfs_name_hash("parameters")
-    assert all(2 <= kernfs_name_hash(n) < 0x7FFFFFFF for n in ("", "a", "holders", "é"))
-    assert kernfs_order(["b", "a", "a"]) == sorted(set(["a", "b"]),
-                                                   key=lambda n: (kernfs_name_hash(n), n))
+# fs/kernfs/dir.c kernfs_name_hash() with include/linux/stringhash.h's partial_name_hash()
+# and end_name_hash() = hash_long(hash, 32) (include/linux/hash.h, 64-bit), as C
+KERNFS_HASH_C = r"""
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#define GOLDEN_RATIO_64 0x61C8864680B583EBull
+static unsigned int hash_64(unsigned long long val, unsigned int bits)
+{ return val * GOLDEN_RATIO_64 >> (64 - bits); }
+static unsigned long partial_name_hash(unsigned long c, unsigned long prevhash)
+{ return (prevhash + (c << 4) + (c >> 4)) * 11; }
+static unsigned int end_name_hash(unsigned long hash) { return hash_64(hash, 32); }
+static unsigned int kernfs_name_hash(const char *name, const void *ns)
+{
+	unsigned long hash = (unsigned long)ns;
+	unsigned int len = strlen(name);
+	while (len--)
+		hash = partial_name_hash(*name++, hash);
+	hash = end_name_hash(hash);
+	hash &= 0x7fffffffU;
+	if (hash < 2)
+		hash += 2;
+	if (hash >= INT_MAX)
+		hash = INT_MAX - 1;
+	return hash;
+}
+int main(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++)
+		printf("%u\n", kernfs_name_hash(argv[i], NULL));
+	return 0;
+}
+"""
+
+# computed by KERNFS_HASH_C (gcc, x86-64); readdir of this host's /sys agrees
+KERNFS_HASHES = {
+    "parameters": 809231893, "holders": 940380772, "": 2, "a": 573381588,
+    "é": 1490632645, "uevent": 45078383, "coresize": 1813746475, "initsize": 1594500,
+    "initstate": 1911158037, "refcnt": 1742774876, "taint": 412910591,
+    "version": 1728983886, "srcversion": 905254584, "sections": 2016141127,
+    "notes": 242758998, "sig_enforce": 321257627, "x\x7f\udcff": 1999660309,
+    "lkm_params_with_a_much_longer_name_than_usual_0123456789": 332471930,
+}
+
+
+def test_kernfs_hash(tmp_path: Path) -> None:
+    """kernfs_name_hash of fs/kernfs/dir.c: pinned values of the C function (signed
+    chars, the 64-bit golden-ratio fold), checked again against the C when gcc exists."""
+    assert {n: kernfs_name_hash(n) for n in KERNFS_HASHES} == KERNFS_HASHES
+    gcc = shutil.which("gcc")
+    if gcc is not None:
+        (tmp_path / "h.c").write_text(KERNFS_HASH_C)
+        subprocess.run([gcc, "-O2", "-o", str(tmp_path / "h"), str(tmp_path / "h.c")],
+                       check=True)
+        names = [*KERNFS_HASHES, "holders_ü", "\t\x01"]
+        args = [os.fsencode(n) for n in names]
+        out = subprocess.run([tmp_path / "h", *args], capture_output=True, check=True).stdout
+        assert [int(v) for v in out.split()] == [kernfs_name_hash(n) for n in names]
+    assert kernfs_order(["version", "holders", "uevent", "notes", "holders"]) == \
+        ["uevent", "notes", "holders", "version"]
 
 
 def test_state_persists(vk: VirtualKernel, test_modules_61: dict[str, Path]) -> None:
@@ -216,3 +268,56 @@ def test_cat_write_only_kernel_views(tmp_path: Path) -> None:
     assert r.stderr == f"lkm write: {target}: not a /proc or /sys path\n"
     r = lkm("cat", "/etc/passwd", "/sys/../etc/passwd")
     assert r.returncode == 1 and r.stdout == ""
+
+
+def test_syscall_and_sysctl_branches(tree: Tree, test_modules: dict[str, Path],
+                                     tmp_path: Path) -> None:
+    """finit_module flags, init_module of a short image, in-kernel decompression,
+    lockdown, sig_enforce and modules_disabled (test_fidelity's steps on QEMU)."""
+    from lkm.compress import compress
+    from lkm.errors import KernelError
+
+    vk = VirtualKernel.create(tmp_path / "vk", profile=load_cached(tree.root), depmod=False)
+    m = test_modules
+
+    def errno_of(fn: object, *args: object) -> int:
+        try:
+            fn(*args)  # type: ignore[operator]
+        except (KernelError, OSError) as e:
+            return e.errno or 0
+        return 0
+
+    assert errno_of(vk.finit_module, str(m["lkm_alias"]), "", 8) == errno.EINVAL
+    assert errno_of(vk.init_module, m["lkm_alias"].read_bytes()[:10], "") == errno.ENOEXEC
+    xz = tmp_path / "lkm_weak.ko.xz"
+    xz.write_bytes(compress(m["lkm_weak"].read_bytes(), "xz"))
+    if tree.flavour == "6.1":  # no CONFIG_MODULE_DECOMPRESS
+        assert errno_of(vk.finit_module, str(xz), "", 4) == errno.EOPNOTSUPP
+    else:
+        assert errno_of(vk.finit_module, str(m["lkm_intree"]), "", 4) == errno.EINVAL
+        assert vk.log_records()[-1].text == "not an xz compressed module"
+        assert errno_of(vk.finit_module, str(xz), "", 4) == 0
+    lock = "/sys/kernel/security/lockdown"
+    assert vk.read_text(lock) == "[none] integrity confidentiality\n"
+    vk.write_text(lock, "integrity\n")
+    assert vk.log_records()[-1].text == ("Kernel is locked down from securityfs; see man "
+                                         "kernel_lockdown.7")
+    assert errno_of(vk.finit_module, str(m["lkm_common"]), "") == errno.EPERM
+    assert vk.log_records()[-1].text == ("Lockdown: insmod: unsigned module loading is "
+                                         "restricted; see man kernel_lockdown.7")
+    assert errno_of(vk.write_text, lock, "none") == errno.EPERM
+    assert errno_of(vk.write_text, lock, "bogus") == errno.EINVAL
+    enforce = "/sys/module/module/parameters/sig_enforce"
+    assert vk.read_text(enforce) == "N\n"
+    assert errno_of(vk.write_text, enforce, "1") == 0
+    assert errno_of(vk.write_text, enforce, "0") == errno.EROFS
+    assert vk.read_text(enforce) == "Y\n"
+    assert errno_of(vk.finit_module, str(m["lkm_staging"]), "") == errno.EKEYREJECTED
+    sysctl = "/proc/sys/kernel/modules_disabled"
+    assert errno_of(vk.write_text, sysctl, "0\n") == errno.EINVAL
+    assert errno_of(vk.write_text, sysctl, "1\n") == 0
+    assert vk.read_text(sysctl) == "1\n"
+    assert errno_of(vk.finit_module, str(m["lkm_alias"]), "") == errno.EPERM
+    assert errno_of(vk.delete_module, "lkm_weak") == errno.EPERM
+    assert errno_of(vk.write_text, "/proc/modules", "x") == errno.EACCES
+    assert errno_of(vk.write_text, "/sys/module/nope/x", "x") == errno.ENOENT

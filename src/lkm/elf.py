@@ -463,7 +463,7 @@ class ElfFile:
         if not starts:
             return []
         names = cols.names
-        if max(names) >= len(st):
+        if names and max(names) >= len(st):
             bad = next(i for i, off in enumerate(names) if off >= len(st))
             raise ElfError(f"symbol {bad}: name offset {names[bad]:#x} is outside the string "
                            f"table ({len(st):#x} bytes)")

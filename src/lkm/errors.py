@@ -71,3 +71,20 @@ class KernelError(LkmError):
 
 class InvalidAlias(ConfigError):
     """A module name or alias has an unmatched bracket (kmod: "Unmatched bracket")."""
+
+
+class ProcessKilled(LkmError):
+    """The calling process died inside the kernel: module code oopsed (or BUGed) in a
+    syscall, so the syscall never returns to the caller.
+
+    ``signal`` is the signal the task dies of (make_task_dead(): SIGSEGV for an oops in
+    process context, SIGKILL when the kernel kills it); ``messages`` holds the kernel log
+    lines printed on the way (the oops included).  The kernel state stays as the oops left
+    it: an init that oopsed leaves its module MODULE_STATE_COMING ("Loading") with the
+    reference do_init_module() held; an exit that oopsed leaves it MODULE_STATE_GOING.
+    """
+
+    def __init__(self, signal: int, messages: list[str] | None = None) -> None:
+        self.signal = signal
+        self.messages = messages or []
+        super().__init__(f"process killed by signal {signal}")

@@ -28,6 +28,7 @@ TOOLS: dict[str, str] = {
     "cat": "vfs",
     "write": "vfs",
     "dmesg": "dmesg",
+    "vm": "vm",
 }
 
 # tools that may be reached through a link of their own name (kmod's multi-call set)

@@ -58,7 +58,7 @@ def open_context(log: Log, root: str | None = None, release: str | None = None,
     kernel (:meth:`lkm.kmod.KmodContext.for_kernel`; by default without modprobe.d, as
     insmod, rmmod and lsmod), the diagnostics of reading its configuration printed
     through ``log`` (``lib_log``: libkmod's later messages too)."""
-    from lkm.kernel.backend import get_backend
+    from lkm.kernel.target import get_backend
     from lkm.kmod.context import KmodContext
 
     ctx = KmodContext.for_kernel(get_backend(), root, release, config_paths,

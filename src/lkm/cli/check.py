@@ -2,7 +2,7 @@
 
   lkm check MODULE... --kernel TREE|VMLINUZ|HEADERS [--param NAME=VALUE]...
             [--cmdline CMDLINE] [--init MODULE=RET]... [--force-vermagic]
-            [--force-modversion] [--json]
+            [--force-modversion] [--json] [--boot]
 
 MODULE is a module file or the name of a module of the kernel's tree.  Exit status
 0 when every module (and dependency) would load, 1 when one would fail, 2 on a
@@ -41,12 +41,14 @@ def main(prog: str, argv: list[str]) -> int:
     ap.add_argument("--force-modversion", action="store_true",
                     help="load as with MODULE_INIT_IGNORE_MODVERSIONS")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
+    ap.add_argument("--boot", action="store_true",
+                    help="also load them into the real kernel (lkm vm) and compare")
     a = ap.parse_args(argv)
 
     from lkm.errors import LkmError
     from lkm.kernel.check import Checker, module_dir_for
-    from lkm.kernel.loader import MODULE_INIT_IGNORE_MODVERSIONS, MODULE_INIT_IGNORE_VERMAGIC
     from lkm.kernel.profile import load_cached
+    from lkm.kernel.uapi import MODULE_INIT_IGNORE_MODVERSIONS, MODULE_INIT_IGNORE_VERMAGIC
 
     try:
         init_results = parse_init_results(a.init)
@@ -77,6 +79,10 @@ def main(prog: str, argv: list[str]) -> int:
     except LkmError as e:
         sys.stderr.write(f"lkm {prog}: ERROR: {e}\n")
         return 2
+    if a.boot:
+        from lkm.cli.checkboot import report
+
+        return report(prog, a.kernel, results, checker.args_for, flags, a.cmdline, a.json)
     if a.json:
         sys.stdout.write(json.dumps([r.to_json() for r in results], indent=2) + "\n")
     else:

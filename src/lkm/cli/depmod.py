@@ -102,7 +102,7 @@ def _terminate(signum: int, _frame: object) -> None:
 
 def _run(prog: str, argv: list[str], log: Log) -> int:
     from lkm import depmod as dm
-    from lkm.moddb import make_absolute
+    from lkm.moddb import ModuleDir, make_absolute
 
     opts, operands = getopt_long(prog, argv, SHORTOPTS, LONGOPTS)
     all_ = maybe_all = False
@@ -110,7 +110,7 @@ def _run(prog: str, argv: list[str], log: Log) -> int:
     out_root: str | None = None
     config_paths: list[str] = []
     symvers = system_map = None
-    check_symvers = print_unknown = warn_dups = show = False
+    print_unknown = warn_dups = show = False
     verbose = LOG_WARNING
     sym_prefix = ""
     layout: dm.Layout = "postorder"
@@ -130,7 +130,6 @@ def _run(prog: str, argv: list[str], log: Log) -> int:
             config_paths.append(arg)
         elif key == "E":
             symvers = arg
-            check_symvers = True
         elif key == "F":
             system_map = arg
         elif key == "e":
@@ -174,18 +173,8 @@ def _run(prog: str, argv: list[str], log: Log) -> int:
     else:
         kversion = dm.default_kversion()
         paths = []
-    dirname = f"{root or ''}/lib/modules/{kversion}"
-    outdirname = f"{out_root or root or ''}/lib/modules/{kversion}"
-    if not paths:
-        all_ = True
-
-    if maybe_all:
-        if show:
-            return 0
-        if dm.depfile_up_to_date(dirname, log.log) == 1:
-            return 0
-        all_ = True
-
+    dirname = ModuleDir.for_release(root, kversion).dirname
+    outdirname = ModuleDir.for_release(out_root or root, kversion).dirname
     log.priority = verbose
 
     def show_line(text: str) -> None:
@@ -193,53 +182,23 @@ def _run(prog: str, argv: list[str], log: Log) -> int:
         sys.stdout.flush()
 
     jobs = os.environ.get("LKM_DEPMOD_JOBS", "")
-    d = dm.Depmod(dirname, kversion, sym_prefix=sym_prefix, check_symvers=check_symvers,
-                  print_unknown=print_unknown, warn_dups=warn_dups,
-                  verbose=verbose > LOG_WARNING, log=log.log, show=show_line,
-                  jobs=int(jobs) if jobs.isdigit() and int(jobs) > 0 else None)
+    out = sys.stdout.buffer if show else None
     try:
-        if symvers is not None:
-            try:
-                d.load_symvers(symvers)
-            except OSError as e:
-                log.fatal(f"could not load {symvers}: {e.strerror}")
-        elif system_map is not None:
-            try:
-                d.load_system_map(system_map)
-            except OSError as e:
-                log.fatal(f"could not load {system_map}: {e.strerror}")
-        elif print_unknown:
-            log.warning("-e needs -E or -F")
-            d.print_unknown = False
-
-        if all_:
-            d.cfg = dm.load_config(kversion, config_paths or None, log.log)
-            try:
-                d.search()
-            except dm.DepmodError as e:
-                log.log(e.priority, str(e))
-                log.fatal(f"could not search modules: {_reason(e)}")
-        else:
-            d.add_paths(paths)
-        d.load()
-        if show:
-            out = sys.stdout.buffer
-            for chunk in d.show_text():
-                out.write(chunk)
-            out.flush()
-            return 0
-        d.write(outdirname, layout, create=out_root is not None)
+        dm.run(dirname, kversion, config_paths=config_paths or None,
+               modules=None if all_ else paths, outdir=outdirname,
+               create_outdir=out_root is not None, layout=layout, symvers=symvers,
+               system_map=system_map, sym_prefix=sym_prefix, print_unknown=print_unknown,
+               warn_dups=warn_dups, quick=maybe_all, show=out,
+               verbose=show_line if verbose > LOG_WARNING else None, log=log.log,
+               jobs=int(jobs) if jobs.isdigit() and int(jobs) > 0 else None)
     except dm.DependencyCycleError:
         return 1
     except dm.DepmodError as e:
         log.log(e.priority, str(e))
         return 1
+    if out is not None:
+        out.flush()
     return 0
-
-
-def _reason(e: Exception) -> str:
-    text = str(e).rstrip("\n")
-    return text.rsplit(": ", 1)[-1]
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,7 +16,7 @@ WRITE_USAGE = "usage: lkm write PATH VALUE   (VALUE is written as given; add \\n
 
 def _backend(prog: str) -> object | None:
     from lkm.errors import LkmError
-    from lkm.kernel.backend import get_backend
+    from lkm.kernel.target import get_backend
 
     try:
         return get_backend()

@@ -79,7 +79,8 @@ def _show(prog: str, argv: list[str]) -> int:
         return _err(prog, "no directory given (and no --virtual)")
     from lkm.errors import LkmError
     from lkm.kernel import taint as T
-    from lkm.kernel.virtual import VirtualKernel, proc_modules_line
+    from lkm.kernel.module.procfs import proc_modules_line
+    from lkm.kernel.virtual import VirtualKernel
 
     try:
         vk = VirtualKernel.open(d)

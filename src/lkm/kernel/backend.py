@@ -6,27 +6,20 @@ module syscalls and the file views the tools read (``/proc/modules``,
 that a tool reads exactly what kmod reads and a virtual kernel renders exactly
 what the real kernel renders.  Failures raise :class:`lkm.errors.KernelError`
 carrying the errno; missing view files raise :class:`FileNotFoundError`.
+:func:`lkm.kernel.target.get_backend` picks the implementation.
 """
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-# finit_module() flags (include/uapi/linux/module.h)
-MODULE_INIT_IGNORE_MODVERSIONS = 1
-MODULE_INIT_IGNORE_VERMAGIC = 2
-MODULE_INIT_COMPRESSED_FILE = 4
-
-# delete_module() flags
-O_NONBLOCK = os.O_NONBLOCK
-O_TRUNC = os.O_TRUNC
+from lkm.kernel.uapi import O_NONBLOCK
 
 
 @dataclass(frozen=True)
-class LoadedModule:
-    """One line of /proc/modules."""
+class ProcModulesEntry:
+    """One line of /proc/modules, as read back by the tools (lsmod, modprobe -r)."""
 
     name: str
     size: int
@@ -37,7 +30,7 @@ class LoadedModule:
     taint: str  # letters, "" when none
 
 
-def parse_proc_modules(text: str) -> list[LoadedModule]:
+def parse_proc_modules(text: str) -> list[ProcModulesEntry]:
     """Parse /proc/modules (the kernel's format, newest module first)."""
     mods = []
     for line in text.splitlines():
@@ -50,7 +43,7 @@ def parse_proc_modules(text: str) -> list[LoadedModule]:
             size, refcnt = int(f[1]), int(f[2]) if f[2] != "-" else 0
         except ValueError:
             continue
-        mods.append(LoadedModule(f[0], size, refcnt, users, f[4], f[5], taint))
+        mods.append(ProcModulesEntry(f[0], size, refcnt, users, f[4], f[5], taint))
     return mods
 
 
@@ -102,7 +95,7 @@ class KernelBackend(ABC):
         return None
 
     # -- conveniences built on the views ---------------------------------------
-    def modules(self) -> list[LoadedModule]:
+    def modules(self) -> list[ProcModulesEntry]:
         return parse_proc_modules(self.read_text("/proc/modules"))
 
     def initstate(self, name: str) -> str | None:
@@ -159,15 +152,3 @@ class KernelBackend(ABC):
             return self.read_text("/proc/cmdline")
         except OSError:
             return ""
-
-
-def get_backend() -> KernelBackend:
-    """The virtual kernel named by LKM_VIRTUAL, else the running kernel."""
-    vdir = os.environ.get("LKM_VIRTUAL")
-    if vdir:
-        from lkm.kernel.virtual import VirtualKernel
-
-        return VirtualKernel.open(vdir)
-    from lkm.kernel.live import LiveKernel
-
-    return LiveKernel()

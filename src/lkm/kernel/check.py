@@ -17,9 +17,10 @@ from typing import Any
 from lkm.compress import detect, read_module
 from lkm.errors import FormatError, KernelError, LkmError, ModuleNotFound
 from lkm.kernel import taint as T
-from lkm.kernel.loader import KernelState, load_module
+from lkm.kernel.cmdline import apply_cmdline
+from lkm.kernel.module.main import load_module
+from lkm.kernel.module.state import KernelState
 from lkm.kernel.profile import KernelProfile
-from lkm.kernel.virtual import apply_cmdline
 
 
 @dataclass

@@ -13,7 +13,8 @@ import os
 from typing import Any
 
 from lkm.errors import KernelError
-from lkm.kernel.backend import O_NONBLOCK, KernelBackend
+from lkm.kernel.backend import KernelBackend
+from lkm.kernel.uapi import O_NONBLOCK
 
 # (init_module, delete_module, finit_module) by machine (uname -m)
 SYSCALLS: dict[str, tuple[int, int, int]] = {

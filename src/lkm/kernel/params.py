@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lkm.kernel.printk import Printk
+from lkm.kernel.uapi import PAGE_SIZE
 
 # struct kernel_param.flags
 KERNEL_PARAM_FL_UNSAFE = 1 << 0
@@ -44,7 +45,6 @@ ELEM_SIZE = {"byte": 1, "short": 2, "ushort": 2, "int": 4, "uint": 4, "long": 8,
              "bool_enable_only": 1, "charp": 8}
 
 CHARP_MAXLEN = 1024
-PAGE_SIZE = 4096
 
 
 def isspace(c: str) -> bool:

@@ -79,6 +79,30 @@ class Printk:
         return [t for _, t in self.records]
 
 
+def kmsg_escape(s: str) -> str:
+    """Text as /dev/kmsg shows it: control characters and DEL as \\xNN."""
+    if all(" " <= c < "\x7f" for c in s):
+        return s
+    return "".join(c if " " <= c < "\x7f" or ord(c) > 0x7f else f"\\x{ord(c):02x}" for c in s)
+
+
+def append_records(log: list[LogRecord], seq: int, lines: list[tuple[int, str]], usec: int,
+                   limit: int) -> int:
+    """Store printk records in ``log`` (as /dev/kmsg escapes them); returns the last
+    sequence number.  A text longer than a record holds (``limit``) is cut, loses its
+    final newline and so stays unfinalized (unseen by readers) until the next record,
+    as the kernel's printk ring buffer does."""
+    if not lines:
+        return seq
+    for level, text in lines:
+        if log and log[-1].pending:
+            last = log[-1]
+            log[-1] = LogRecord(last.level, last.text, last.seq, last.usec)
+        seq += 1
+        log.append(LogRecord(level, kmsg_escape(text[:limit]), seq, usec, len(text) > limit))
+    return seq
+
+
 def record_text_max(version: tuple[int, int, int]) -> int:
     """Longest text a record keeps: LOG_LINE_MAX (992, 6.1) or PRINTKRB_RECORD_MAX (1024,
     6.10+) less the terminating NUL and the 2-byte level prefix printk_sprint strips."""

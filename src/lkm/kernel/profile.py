@@ -44,7 +44,7 @@ class KernelProfile:
 
     ``exports`` maps each symbol vmlinux exports to ``(crc or None, gpl_only,
     namespace)``.  ``version`` is the upstream version (6, 1, 192), which selects
-    version-dependent loader behaviour.
+    version-dependent loader behaviour (:mod:`lkm.kernel.module.history`).
     """
 
     release: str
@@ -76,11 +76,9 @@ class KernelProfile:
                 return name
         return None
 
-    @property
-    def modern(self) -> bool:
-        """Loader of 6.4 and later: early_mod_check, struct module_memory, taints after
-        add_unformed_module, stricter ELF checks (6.12's behaviour)."""
-        return self.version[:2] >= (6, 4)
+    def cache_path(self, suffix: str) -> Path:
+        """Where data derived from this profile's source is cached (``.btf``: kernel/layouts.py)."""
+        return _cache_dir() / f"{_fingerprint(self.source)}{suffix}"
 
     # -- persistence -------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:

@@ -58,7 +58,7 @@ class KmodContext:
     :param config: the modprobe.d configuration (:meth:`lkm.config.ModprobeConfig.load`);
         None for none (modinfo's context).
     :param kernel: the kernel whose /sys and /proc the handles read and that loads and
-        unloads (None: :func:`lkm.kernel.backend.get_backend` when first needed).
+        unloads (None: :func:`lkm.kernel.target.get_backend` when first needed).
     :param log: where libkmod's messages go (:data:`lkm.kmod.log.LogFn`); None drops them.
     """
 
@@ -124,7 +124,7 @@ class KmodContext:
     def kernel(self) -> KernelBackend:
         """The kernel backend (the running or virtual one, made when first asked)."""
         if self._kernel is None:
-            from lkm.kernel.backend import get_backend
+            from lkm.kernel.target import get_backend
 
             self._kernel = get_backend()
         return self._kernel

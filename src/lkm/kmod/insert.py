@@ -6,15 +6,17 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from lkm.errors import KernelError, LkmError
-from lkm.kernel.backend import (
+from lkm.kernel.uapi import (
     MODULE_INIT_COMPRESSED_FILE,
     MODULE_INIT_IGNORE_MODVERSIONS,
     MODULE_INIT_IGNORE_VERMAGIC,
-    KernelBackend,
 )
+
+if TYPE_CHECKING:
+    from lkm.kernel.backend import KernelBackend
 
 
 def insert_file(kernel: KernelBackend, path: str, options: str, *,

@@ -31,6 +31,7 @@ import os
 from typing import TYPE_CHECKING
 
 from lkm.errors import FormatError, KernelError, LkmError, ModuleNotFound
+from lkm.kernel.uapi import O_NONBLOCK, O_TRUNC
 from lkm.kmod.errors import KmodError
 from lkm.kmod.log import libkmod_pos
 from lkm.logprio import LOG_ERR, LOG_INFO
@@ -46,8 +47,8 @@ BUILTIN, LIVE, COMING, GOING = 0, 1, 2, 3
 _INITSTATES = {"live\n": LIVE, "coming\n": COMING, "going\n": GOING}
 
 # kmod_module_remove_module flags (KMOD_REMOVE_*): delete_module's O_TRUNC and O_NONBLOCK
-REMOVE_FORCE = os.O_TRUNC
-REMOVE_NOWAIT = os.O_NONBLOCK
+REMOVE_FORCE = O_TRUNC
+REMOVE_NOWAIT = O_NONBLOCK
 REMOVE_NOLOG = 1
 
 # kmod_module_insert_module flags (KMOD_PROBE_FORCE_*)
@@ -364,7 +365,7 @@ class KmodModule:
         :returns: 0 or a negative errno.
         """
         try:
-            self.ctx.kernel.delete_module(self.name, os.O_NONBLOCK | (flags & REMOVE_FORCE))
+            self.ctx.kernel.delete_module(self.name, O_NONBLOCK | (flags & REMOVE_FORCE))
         except KernelError as e:
             if not flags & REMOVE_NOLOG:
                 self.ctx.log(LOG_ERR, libkmod_pos("libkmod-module.c:856"),

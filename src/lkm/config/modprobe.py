@@ -1,74 +1,26 @@
-"""Configuration files: kmod's conf.d directory rules, modprobe.d, depmod.d, kernel command line.
+"""modprobe.d as libkmod 30 holds it (libkmod/libkmod-config.c): aliases, options,
+install/remove commands, blacklists, softdeps, then the kernel command line's options.
 
-kmod merges ``*.conf`` files of several directories: the list is sorted by
-basename, and when two directories hold the same basename the first directory
-(in search order) wins.  Dot-files, sub-directories and other suffixes are
-ignored.  A path given directly (``-C file``) is read as is.
-
-modprobe.d (:class:`ModprobeConfig`) follows libkmod 30: ``*.conf`` and
-``*.alias`` files, ``<moddir>/modules.softdep`` sorted among them, lines read
-with backslash continuation, then the kernel command line (``mod.param=value``,
-``modprobe.blacklist=a,b``).  Text is handled as ``str`` decoded from UTF-8 with
-``surrogateescape``, so every byte survives to the output.
+The files are libkmod's conf_files_list: ``*.conf`` and ``*.alias`` of each directory
+(a path given directly, ``-C file``, is read as is), ``<moddir>/modules.softdep`` sorted
+among them by basename, the first directory holding a basename winning; dot-files and
+sub-directories are left out.  Lines are read with :func:`lkm.config.lines.wrapped_lines`.
+Text is handled as ``str`` decoded from UTF-8 with ``surrogateescape``, so every byte
+survives to the output.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
+
+from lkm.config.kcmdline import kcmdline_options
+from lkm.config.lines import wrapped_lines
+from lkm.logprio import LOG_ERR
 
 MODPROBE_DIRS = ("/etc/modprobe.d", "/run/modprobe.d", "/usr/local/lib/modprobe.d",
                  "/lib/modprobe.d")
-DEPMOD_DIRS = ("/etc/depmod.d", "/run/depmod.d", "/usr/local/lib/depmod.d", "/lib/depmod.d")
-
-# the kernel's COMMAND_LINE_SIZE as libkmod reads /proc/cmdline (KCMD_LINE_SIZE)
-KCMD_LINE_SIZE = 4096
-
-# syslog priorities, as libkmod and the kmod tools use them
-LOG_EMERG, LOG_ALERT, LOG_CRIT, LOG_ERR, LOG_WARNING, LOG_NOTICE, LOG_INFO, LOG_DEBUG = range(8)
-
-
-def config_files(paths: Iterable[str], suffix: str = ".conf") -> list[str]:
-    """The configuration files kmod would read from ``paths``, in reading order.
-
-    Each path may be a directory (its ``*suffix`` regular files are taken) or a
-    file (taken as is).  Missing paths are skipped silently, as kmod does.
-    """
-    chosen: dict[str, str] = {}
-    for base in paths:
-        try:
-            if not os.path.isdir(base):
-                if os.path.isfile(base):
-                    chosen.setdefault(os.path.basename(base), base)
-                continue
-            names = os.listdir(base)
-        except OSError:
-            continue
-        for name in names:
-            if name.startswith(".") or not name.endswith(suffix):
-                continue
-            full = os.path.join(base, name)
-            if name in chosen or not os.path.isfile(full):
-                continue
-            chosen[name] = full
-    return [chosen[name] for name in sorted(chosen)]
-
-
-def logical_lines(text: str) -> Iterable[tuple[int, str]]:
-    """Yield (line number, line) with ``\\``-continued lines joined, as kmod reads config.
-
-    The number is that of the last physical line of a joined line.
-    """
-    pending = ""
-    for lineno, raw in enumerate(text.split("\n"), 1):
-        if raw.endswith("\\"):
-            pending += raw[:-1]
-            continue
-        yield lineno, pending + raw
-        pending = ""
-    if pending:
-        yield lineno, pending
 
 
 # --------------------------------------------------------------------------- helpers
@@ -77,62 +29,6 @@ def logical_lines(text: str) -> Iterable[tuple[int, str]]:
 def libkmod_pos(where: str) -> str:
     """The source position Debian's kmod 30 prints with a libkmod message."""
     return f"../libkmod/{where}"
-
-
-def _dec(b: bytes) -> str:
-    return b.decode("utf-8", "surrogateescape")
-
-
-def wrapped_lines(data: bytes) -> Iterator[tuple[int, str]]:
-    """libkmod's ``freadline_wrapped``: (line number, line) for each logical line.
-
-    A backslash joins the next physical line when it ends one, and otherwise is
-    dropped before the byte it precedes (a backslash at end of file becomes a
-    0xff byte, as getc's EOF stored in a char).  A line is cut at a NUL byte,
-    as the C string it becomes.  The number is that of the last physical line.
-    """
-    linenum = 0
-    i, n = 0, len(data)
-    while i < n:
-        buf = bytearray()
-        phys = 0
-        while True:
-            j = i
-            # fast path: copy up to the next newline or backslash
-            while j < n and data[j] != 0x0A and data[j] != 0x5C:
-                j += 1
-            buf += data[i:j]
-            if j >= n:  # EOF after some bytes (i < n held at line start)
-                i = j
-                phys += 1
-                break
-            if data[j] == 0x0A:
-                i = j + 1
-                phys += 1
-                break
-            # backslash
-            if j + 1 < n and data[j + 1] == 0x0A:
-                phys += 1
-                i = j + 2
-                if i >= n:  # EOF right after a continuation: the line ends here
-                    if buf:
-                        phys += 1
-                        break
-                    linenum += phys
-                    return
-                continue
-            if j + 1 >= n:
-                buf.append(0xFF)
-                i = n
-                phys += 1
-                break
-            buf.append(data[j + 1])
-            i = j + 2
-        linenum += phys
-        nul = buf.find(0)
-        if nul >= 0:
-            del buf[nul:]
-        yield linenum, _dec(bytes(buf))
 
 
 def underscores(s: str | None) -> str | None:
@@ -168,7 +64,6 @@ def _rest(s: str, pos: int) -> str | None:
     return s[pos:] if pos < len(s) else None
 
 
-_CSPACE = " \t\n\v\f\r"
 _WILDCARDS = frozenset("*?[")
 
 
@@ -372,71 +267,10 @@ class ModprobeConfig:
     def parse_kcmdline(self, text: str) -> None:
         """Add ``mod.param[=value]`` options and ``modprobe.blacklist=`` from a command line.
 
-        Follows libkmod's state machine: a quote may open an option (``"mod.p=v w"``)
-        or its value (``mod.p="v w"``); anything else ill-formed is skipped.
+        The words are :func:`lkm.config.kcmdline.kcmdline_options`'s.
         """
-        raw = text.encode("utf-8", "surrogateescape")[:KCMD_LINE_SIZE - 1]
-        nul = raw.find(b"\0")
-        if nul >= 0:
-            raw = raw[:nul]
-        buf = bytearray(raw) + b"\0"
-        ignore, s_modname, s_param, s_value, complete = range(5)
-        state = s_modname
-        quoted = False
-        quote_start = -1
-        modname = 0
-        param = value = -1
-        p = 0
-        running = True
-        while running:
-            c = buf[p]
-            if c == 0x22:  # '"'
-                quoted = not quoted
-                if quoted and state == s_modname and p == modname:
-                    quote_start = p
-                    modname = p + 1
-                elif state != s_value:
-                    state = ignore
-            elif c in b"\0 \n\t\v\f\r":
-                if c == 0:
-                    running = False
-                if quoted and state == s_value:
-                    pass
-                elif quoted:
-                    state = ignore
-                elif state in (s_value, s_param):
-                    buf[p] = 0
-                    state = complete
-                else:
-                    modname = p + 1
-                    state = s_modname
-                    quote_start = -1
-            elif c == 0x2E:  # '.'
-                if state == s_modname:
-                    buf[p] = 0
-                    param = p + 1
-                    state = s_param
-                elif state == s_param:
-                    state = ignore
-            elif c == 0x3D:  # '='
-                if state == s_param:
-                    value = p + 1
-                    state = s_value
-                elif state == s_modname:
-                    state = ignore
-            if state == complete:
-                if 0 <= quote_start < modname:
-                    buf[quote_start:value - 1] = buf[modname:value]
-                    value -= 1
-                    modname -= 1
-                    param -= 1
-                    buf[value] = 0x22
-                self._kcmdline_result(_cstr(buf, modname), _cstr(buf, param),
-                                      _cstr(buf, value) if value >= 0 else None)
-                modname = p + 1
-                state = s_modname
-                quote_start = -1
-            p += 1
+        for modname, param, value in kcmdline_options(text):
+            self._kcmdline_result(modname, param, value)
         self._cache.clear()
 
     def _kcmdline_result(self, modname: str, param: str, value: str | None) -> None:
@@ -563,48 +397,3 @@ class _FirstMatch:
         bname = name.encode("utf-8", "surrogateescape")
         found = [i for i, pat in self.wild if fnmatch(pat, bname)]
         return sorted(found + hit) if hit else found
-
-
-def _cstr(buf: bytearray, start: int) -> str:
-    end = buf.find(0, start)
-    return _dec(bytes(buf[start:end if end >= 0 else len(buf)]))
-
-
-# --------------------------------------------------------------------------- MODPROBE_OPTIONS
-
-
-def split_modprobe_options(env: str) -> list[str]:
-    """Split $MODPROBE_OPTIONS into arguments as kmod's modprobe does.
-
-    Spaces separate arguments; a quoted argument loses its quotes (an argument
-    opening with a quote ends at the closing one), and a quote pair inside an
-    argument is removed.
-    """
-    s = list(env)
-    args: list[str] = []
-    start = 0
-    quote = -1
-    i = 0
-    end = len(s)
-    while i < end:
-        c = s[i]
-        if quote < 0:
-            if c == " ":
-                args.append("".join(s[start:i]))
-                start = i + 1
-            elif c in "\"'":
-                quote = i
-        elif c == s[quote]:
-            if quote == start:
-                args.append("".join(s[start + 1:i]))
-                start = i + 1
-            else:
-                del s[i]
-                del s[quote]
-                end -= 2
-                i -= 2
-            quote = -1
-        i += 1
-    if start < i:
-        args.append("".join(s[start:i]))
-    return args
