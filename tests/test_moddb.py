@@ -84,13 +84,13 @@ def test_extensions_are_the_builds_decompressors() -> None:
     .ko plus one per decompressor `kmod -V` lists as built in (Debian's kmod 30: +XZ
     +ZSTD -ZLIB, so no .ko.gz)."""
     from lkm.cli._common import KMOD_FEATURES
-    from lkm.moddb import KMOD_EXTENSIONS as OLD_NAME
+    from lkm.depmod.search import KMOD_EXTENSIONS as DEPMODS
 
     features = KMOD_FEATURES.split()
     built = {"+XZ": ".ko.xz", "+ZSTD": ".ko.zst", "+ZLIB": ".ko.gz"}
     assert set(KMOD_EXTENSIONS) == {".ko"} | {ext for f, ext in built.items() if f in features}
     assert "-ZLIB" in features and ".ko.gz" not in KMOD_EXTENSIONS
-    assert OLD_NAME is KMOD_EXTENSIONS
+    assert DEPMODS is KMOD_EXTENSIONS  # depmod scans what modinfo takes for a module file
 
 
 def test_make_absolute_uses_pwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
