@@ -112,9 +112,30 @@ class Prober:
 
     def probe_names(self, names: list[str], extra_options: str | None = None) -> int:
         """:meth:`probe_name` for each name: 0, or the last negative errno."""
+        ctx, flags, show, error = self.ctx, self.flags, self.show, self.error
         result = 0
-        for name in names:
-            err = self.probe_name(name, extra_options)
+        for alias in names:
+            ctx.release()
+            try:
+                found = ctx.lookup(alias)
+            except InvalidAlias:
+                found = []
+            if not found:
+                self.note(f"Module {alias} not found in directory {ctx.dirname}\n")
+                result = -errno.ENOENT
+                continue
+            err = 0
+            for mod in found:
+                err = P.probe_insert_module(mod, flags, extra_options, show)
+                if err >= 0:
+                    err = 0
+                elif err == -errno.EEXIST:
+                    error(f"could not insert '{mod.name}': Module already in kernel\n")
+                elif err == -errno.ENOENT:
+                    error(f"could not insert '{mod.name}': Unknown symbol in module, "
+                          "or unknown parameter (see dmesg)\n")
+                else:
+                    error(f"could not insert '{mod.name}': {os.strerror(-err)}\n")
             if err < 0:
                 result = err
         return result
@@ -138,22 +159,7 @@ class Prober:
         :returns: 0 or the negative errno of the last module that failed (-ENOENT when
             nothing was found); a blacklisted module counts as done.
         """
-        found = self.lookup(alias)
-        if not found:
-            return -errno.ENOENT
-        err = 0
-        for mod in found:
-            err = P.probe_insert_module(mod, self.flags, extra_options, self.show)
-            if err >= 0:
-                err = 0
-            elif err == -errno.EEXIST:
-                self.error(f"could not insert '{mod.name}': Module already in kernel\n")
-            elif err == -errno.ENOENT:
-                self.error(f"could not insert '{mod.name}': Unknown symbol in module, "
-                           "or unknown parameter (see dmesg)\n")
-            else:
-                self.error(f"could not insert '{mod.name}': {os.strerror(-err)}\n")
-        return err
+        return self.probe_names([alias], extra_options)
 
 
 class Remover:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import NamedTuple
 
 NO_ARGUMENT = 0
 REQUIRED_ARGUMENT = 1
@@ -36,18 +35,25 @@ OPTIONAL_ARGUMENT = 2
 BAD_OPTION = "?"
 
 
-class LongOpt(NamedTuple):
+class LongOpt:
     """``struct option``: a long option's name, its argument kind and the key reported
     for it (the short option letter, or any string the tool switches on).
 
     ``exact`` marks an option lkm adds to a kmod tool: it is recognised only by its
     whole name, so that no prefix resolves or fails differently from kmod.
+    (A plain class: a NamedTuple costs every tool's start-up a fraction of a ms.)
     """
 
-    name: str
-    has_arg: int
-    key: str
-    exact: bool = False
+    __slots__ = ("exact", "has_arg", "key", "name")
+
+    def __init__(self, name: str, has_arg: int, key: str, exact: bool = False) -> None:
+        self.name = name
+        self.has_arg = has_arg
+        self.key = key
+        self.exact = exact
+
+    def __repr__(self) -> str:
+        return f"LongOpt({self.name!r}, {self.has_arg}, {self.key!r}, exact={self.exact})"
 
 
 Option = tuple[str, str | None]

@@ -85,6 +85,13 @@ class KmodContext:
         self._options_by_name: dict[str, str] = {}
         if config is not None:
             self._index_config(config)
+        # LOOKUP_ORDER without the steps that cannot find anything in this configuration
+        self._lookup_steps = tuple(
+            step for step in LOOKUP_ORDER
+            if not (step is KmodContext._from_config and (config is None or not config.aliases))
+            and not (step is KmodContext._from_commands
+                     and (config is None
+                          or not (config.install_commands or config.remove_commands))))
         # lkm.kmod.probe's state: the probe generation, -D lines of dependencies by path
         self.generation = 0
         self.dep_show_lines: dict[str, str] = {}
@@ -263,7 +270,7 @@ class KmodContext:
             key = alias_normalize(given)
         else:
             key = given.replace("-", "_")
-        for step in LOOKUP_ORDER:
+        for step in self._lookup_steps:
             found = step(self, key)
             if found:
                 return found
@@ -290,10 +297,17 @@ class KmodContext:
         """kmod_lookup_alias_from_moddep_file: the module of that name in modules.dep."""
         if ":" in name:
             return _NONE  # module names hold no ':'
-        line = self.search_moddep(name)
+        # search_moddep and kmod_module_new_from_name, inlined: this runs for every name
+        line = self._depline.get(name, _MISS)
+        if line is _MISS:
+            line = self._depline[name] = self.moddir.search_moddep(name)
         if line is None:
             return _NONE
-        mod = self.new_from_name(name) if "." in name else self._new(name, name, None)
+        if "." in name:
+            name = normalize_name(name)
+        mod = self.pool.get(name)
+        if mod is None:
+            mod = self.pool[name] = KmodModule(self, name)
         self.parse_depline(mod, line)
         return [mod]
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import mmap
 import os
-from typing import NamedTuple
 
 from lkm.errors import FormatError, IndexError_, ModuleNotFound
 from lkm.index import Index
@@ -33,16 +32,33 @@ BUILTIN_ALIAS = "modules.builtin.alias"
 BUILTIN_MODINFO = "modules.builtin.modinfo"
 
 
-class DepEntry(NamedTuple):
+class DepEntry:
     """A module's line of modules.dep: its file and the files it depends on.
 
-    ``path`` is None for a line without ``:`` (libkmod then knows no file).
+    :ivar name: the module name.
+    :ivar path: its file, None for a line without ``:`` (libkmod then knows no file).
+    :ivar deps: the files it depends on, as the line lists them.
+
     Paths are absolute: relative ones are joined to the module directory.
     """
 
-    name: str
-    path: str | None
-    deps: tuple[str, ...] = ()
+    __slots__ = ("deps", "name", "path")
+
+    def __init__(self, name: str, path: str | None, deps: tuple[str, ...] = ()) -> None:
+        self.name = name
+        self.path = path
+        self.deps = deps
+
+    def __repr__(self) -> str:
+        return f"DepEntry({self.name!r}, {self.path!r}, {self.deps!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DepEntry):
+            return NotImplemented
+        return (self.name, self.path, self.deps) == (other.name, other.path, other.deps)
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.path, self.deps))
 
 
 class ModuleDir:
@@ -55,6 +71,7 @@ class ModuleDir:
     def __init__(self, dirname: str) -> None:
         self.dirname = make_absolute(dirname)
         self._indexes: dict[str, Index | None] = {}
+        self._dep: Index | bool | None = False  # modules.dep.bin, False: not opened yet
         self._builtin_modinfo: bytes | None = None
 
     @classmethod
@@ -76,6 +93,7 @@ class ModuleDir:
             if idx is not None:
                 idx.close()
         self._indexes.clear()
+        self._dep = False
 
     def __enter__(self) -> ModuleDir:
         return self
@@ -106,8 +124,10 @@ class ModuleDir:
     def search_moddep(self, name: str) -> str | None:
         """The raw modules.dep line of ``name`` (looked up as given: pass a normalised
         name), or None (kmod_search_moddep)."""
-        idx = self.index(DEP)
-        if idx is None:
+        idx = self._dep
+        if idx is False:
+            idx = self._dep = self.index(DEP)
+        if idx is None or idx is True:
             return None
         try:
             return idx.first_value(name)

@@ -134,7 +134,9 @@ class KmodModule:
         found by, joined by spaces in configuration order; None if there are none."""
         opts = self._options
         if opts is False:
-            opts = self._options = self.ctx.config_options(self.name, self.alias)
+            ctx = self.ctx
+            opts = self._options = (ctx._options_by_name.get(self.name) if self.alias is None
+                                    else ctx.config_options(self.name, self.alias))
         return opts  # type: ignore[return-value]
 
     def install_command(self) -> str | None:
@@ -142,7 +144,9 @@ class KmodModule:
         the one the lookup found it by), None if there is none."""
         cmd = self._install
         if cmd is False:
-            cmd = self._install = self.ctx.config_install(self.name)
+            exact = self.ctx._install_exact  # config_install, inlined: asked for every module
+            cmd = self._install = (exact.get(self.name) if exact is not None
+                                   else self.ctx.config_install(self.name))
         return cmd  # type: ignore[return-value]
 
     def remove_command(self) -> str | None:

@@ -208,7 +208,7 @@ def _show_depends(mod: KmodModule, ignorecmd: bool, extra_options: str | None) -
             lines[path] = text
         out.append(text)
     moptions = mod.options() if mod.alias is not None or mod._options is not False \
-        else ctx.config_options(name)
+        else ctx._options_by_name.get(name)
     options = extra_options if moptions is None else f"{moptions} {extra_options or ''}"
     cmd = None if ignorecmd else mod.install_command()
     if cmd is not None:
