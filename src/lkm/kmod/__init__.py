@@ -29,7 +29,7 @@ A short example::
     from lkm.kmod import KmodContext, ModuleDir
 
     ctx = KmodContext(ModuleDir.for_release(release="6.1.0-57-amd64"))
-    for mod in ctx.lookup("pci:v00008086d000010D3sv*sd*bc*sc*i*"):
+    for mod in ctx.lookup("pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00"):
         print(mod.name, mod.path(), [d.name for d in mod.dependencies()])
 """
 
