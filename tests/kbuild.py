@@ -7,7 +7,10 @@ repository) and built in two passes, see tests/modules/README:
 2. tests/modules/lax/Kbuild: modules modpost refuses, built against a doctored copy of
    pass 1's Module.symvers (``SYMVERS_EDITS``); then ``RENAMES`` are applied to the .ko;
 3. tests/modules/exec/Kbuild: modules whose code does things (they print, fail, oops),
-   returned by ``build_modules(release, exec_modules=True)`` only.
+   returned by ``build_modules(release, exec_modules=True)`` only;
+4. tests/modules/audit/Kbuild: lkm audit's modules, some importing what vmlinux does not
+   export (KBUILD_MODPOST_WARN=1), returned by ``build_modules(release, audit_modules=True)``
+   only.
 
 A file lock serialises builders (pytest-xdist workers); a stamp file marks a finished
 build, so an interrupted one is redone. Builds of other sources unused for 3 days are
@@ -30,6 +33,7 @@ SOURCES = HERE / "modules"
 CACHE = Path(os.environ.get("LKM_TEST_CACHE", Path.home() / ".cache" / "lkm-tests"))
 STAMP = ".complete"
 EXEC = "exec"  # pass 3's directory
+AUDIT = "audit"  # pass 4's directory
 JOBS = 2
 
 # Pass 2's view of pass 1's exports: (symbol, column, new value). Columns of Module.symvers:
@@ -145,8 +149,9 @@ def _build(headers: Path, out: Path) -> dict[str, str]:
         ko = lax / f"{name}.ko"
         patch_module(ko, ko, replacements)
     _make(headers, out / EXEC)
+    _make(headers, out / AUDIT, "KBUILD_MODPOST_WARN=1")
     built: dict[str, str] = {}
-    for d in (out, lax, out / EXEC):
+    for d in (out, lax, out / EXEC, out / AUDIT):
         for name in _modules_of(d):
             ko = d / f"{name}.ko"
             if not ko.is_file():
@@ -165,9 +170,11 @@ def _prune(base: Path, keep: Path, days: float = 3) -> None:
                 shutil.rmtree(d, ignore_errors=True)
 
 
-def build_modules(release: str, exec_modules: bool = False) -> dict[str, Path]:
+def build_modules(release: str, exec_modules: bool = False,
+                  audit_modules: bool = False) -> dict[str, Path]:
     """Build (or reuse) the test modules for ``release``: module name -> .ko path; those of
-    passes 1 and 2, or with ``exec_modules`` those of pass 3 (exec/)."""
+    passes 1 and 2, with ``exec_modules`` those of pass 3 (exec/), with ``audit_modules``
+    those of pass 4 (audit/)."""
     headers = headers_dir(release)
     if headers is None:
         raise KbuildError(f"no kernel headers for {release} (run scripts/install-system)")
@@ -186,12 +193,13 @@ def build_modules(release: str, exec_modules: bool = False) -> dict[str, Path]:
                 _prune(base, keep=out)
     os.utime(stamp)
     return {name: out / rel for name, rel in json.loads(stamp.read_text()).items()
-            if rel.startswith(EXEC + "/") == exec_modules}
+            if rel.startswith(EXEC + "/") == exec_modules
+            and rel.startswith(AUDIT + "/") == audit_modules}
 
 
 if __name__ == "__main__":  # `python tests/kbuild.py RELEASE`: build and print "name path" lines
     import sys
 
-    for _exec in (False, True):
-        for _name, _path in sorted(build_modules(sys.argv[1], _exec).items()):
+    for _exec, _audit in ((False, False), (True, False), (False, True)):
+        for _name, _path in sorted(build_modules(sys.argv[1], _exec, _audit).items()):
             print(_name, _path)

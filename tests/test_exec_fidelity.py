@@ -18,9 +18,9 @@ Structure stays: which lines appear, in which order, with what text and level.
 Real results are cached under $LKM_TEST_CACHE/exec-fidelity/<release>/ keyed by
 everything the guest sees (steps, module files, kernel, harness, guest code):
 LKM_EXEC_FRESH=1 boots again anyway (once per process: the virtual comparison then
-takes the results of the boot test_real made). The virtual kernel does not run module code yet, so
-the comparison is an expected failure (``xfail``, not strict) until it does; the
-real-kernel half is checked for sanity (exec_cases.Want).
+takes the results of the boot test_real made). The virtual kernel runs the modules'
+code (lkm.kernel.exec) and must agree step for step; the real-kernel half is also
+checked for sanity (exec_cases.Want).
 
   python tests/test_exec_fidelity.py record OUTDIR [6.1|6.12 ...]   # write transcripts:
       OUTDIR/<release>/<case>.txt (normalised) and <case>.raw.txt
@@ -492,7 +492,7 @@ def run_virtual(tree: Any, kos: dict[str, Path], boot: str, workdir: Path) -> li
             recs = [r for r in VirtualKernel.open(vdir).log_records() if r.seq > seq]
             if recs:
                 seq = recs[-1].seq
-            rec["log"] = [[r.level, r.text] for r in recs]
+            rec["log"] = [list(parse_kmsg(f"{r.level};{r.text}")) for r in recs]
             rec["tainted"] = (read("/proc/sys/kernel/tainted") or "").strip()
             mods: dict[str, Any] = {}
             for m in case.modules():
@@ -597,8 +597,6 @@ if "pytest" in sys.modules:
     @needs_qemu
     @pytest.mark.qemu
     @pytest.mark.trees
-    @pytest.mark.xfail(reason="the virtual kernel does not run module code yet (issue 10)",
-                       strict=False)
     @pytest.mark.parametrize("boot", BOOTS)
     def test_virtual_matches_real(boot: str, tree: Any, exec_modules: dict[str, Path],
                                   tmp_path: Path) -> None:

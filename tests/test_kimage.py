@@ -196,9 +196,11 @@ def test_certificates_by_symbol(cert_der: bytes) -> None:
     elf = make_elf({".init.data": init, ".data": size},
                    {"system_certificate_list": (".init.data", 16),
                     "system_certificate_list_size": (".data", 0)})
-    assert kimage.elf_symbols(elf, {"system_certificate_list", "nope"}) == {
-        "system_certificate_list": kimage.elf_symbols(elf, {"system_certificate_list"})[
-            "system_certificate_list"]}
+    vm = kimage.Vmlinux(elf)
+    at = vm.section(".init.data")
+    assert at is not None
+    assert vm.symbols({"system_certificate_list", "nope"}) == {
+        "system_certificate_list": at.addr + 16}
     assert kimage.find_certificates(elf) == [cert_der, cert_der]
     # a list that runs into garbage stops there, as the kernel's loader does
     bad = make_elf({".init.data": init, ".data": struct.pack("<Q", 3 * len(cert_der))},
@@ -251,15 +253,45 @@ def test_decompression_bomb() -> None:
             kimage.vmlinux_from_bzimage(image, limit=1 << 20)
 
 
-def test_hostile_elf() -> None:
-    elf = make_elf({".init.data": b"\0" * 10})
+def test_hostile_elf(cert_der: bytes) -> None:
+    elf = make_elf({".init.data": b"\0" * 10 + cert_der})
     broken = bytearray(elf)
     struct.pack_into("<Q", broken, 0x28, len(elf) * 4)  # shoff beyond the end
-    assert kimage.elf_sections(bytes(broken)) == {}
     with pytest.raises(FormatError):
-        kimage.elf_sections(b"\x7fELF\x09\x01" + b"\0" * 60)
+        kimage.Vmlinux(bytes(broken))
+    # without usable section headers the whole image is scanned
+    assert kimage.find_certificates(bytes(broken)) == [cert_der]
+    with pytest.raises(FormatError):
+        kimage.Vmlinux(b"\x7fELF\x09\x01" + b"\0" * 60)
     # garbage certificates are skipped, scanning the whole image
     assert kimage.find_certificates(b"\x30\x82\xff\xff\x30\x82" + b"\0" * 50) == []
+    # a section running past the end of the file: its bytes are an error, not a guess
+    cut = bytearray(elf)
+    struct.pack_into("<Q", cut, struct.unpack_from("<Q", elf, 0x28)[0] + 64 + 32,
+                     1 << 40)  # .init.data's sh_size
+    vm = kimage.Vmlinux(bytes(cut))
+    with pytest.raises(FormatError):
+        vm.section_bytes(".init.data")
+    assert kimage.find_certificates(bytes(cut)) == [cert_der]
+
+
+def test_vmlinux_reads(cert_der: bytes) -> None:
+    """The small API other readers of the kernel's data use: sections, addresses."""
+    btf = b"\x9f\xeb\x01\x00" + b"types" * 10
+    rodata = b"\0hello\0" + struct.pack("<Q", 0x1122334455667788) + b"unterminated"
+    vm = kimage.Vmlinux(make_elf({".rodata": rodata, ".BTF": btf}))
+    assert bytes(vm.section_bytes(".BTF") or b"") == btf
+    assert vm.section_bytes(".nothing") is None
+    ro = vm.section(".rodata")
+    assert ro is not None and ro.addr == BASE + ro.offset
+    assert bytes(vm.read(ro.addr + 1, 5)) == b"hello"
+    assert vm.cstring(ro.addr + 1) == "hello"
+    assert vm.read_word(ro.addr + 7) == 0x1122334455667788
+    assert vm.cstring(ro.addr + 15) is None  # no NUL before the section ends
+    assert vm.cstring(BASE - 4096) is None
+    with pytest.raises(FormatError):
+        vm.read(ro.addr + len(rodata) - 2, 4)  # crosses the end of the section
+    assert vm.symbols({"anything"}) == {}  # no .symtab
 
 
 # --- the real trees ----------------------------------------------------------------------
@@ -275,7 +307,7 @@ def test_real_kernel(tree: Tree) -> None:
     assert img.compression == {"6.1": "xz", "6.12": "zstd"}[tree.flavour]
     assert img.release == tree.release
     assert img.vmlinux[:4] == b"\x7fELF"
-    assert "__ksymtab_strings" in kimage.elf_sections(img.vmlinux)
+    assert img.elf.section_bytes("__ksymtab_strings") is not None
     assert len(img.certificates) == 1
     cert = x509.load_der_x509_certificate(img.certificates[0])
     assert cert.subject.rfc4514_string() == f"CN={CN}"

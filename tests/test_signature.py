@@ -174,7 +174,7 @@ def test_crafted_values(crafted: dict[str, Path]) -> None:
     assert (sig.id_type_name, sig.signer, sig.key_id, sig.hash_algo) == (
         "X509", "Old Style Signer", bytes(range(1, 21)), "sha256")
     body, _ = split(raw)
-    assert raw[:body] == signature.strip(raw)
+    assert raw[:body] == raw[:signature.body_length(raw)]
 
 
 @pytest.mark.trees
@@ -191,6 +191,31 @@ def test_skid_signature_is_invisible_to_kmod(small_module: bytes, rsa_key: objec
     assert modinfo_fields(p.read_bytes()) == []
     sig = parse_appended(p.read_bytes())
     assert sig is not None and sig.by_skid and len(sig.key_id) == 20
+
+
+@pytest.mark.trees
+@pytest.mark.kmod
+def test_pkcs7_forms_against_kmod(small_module: bytes, rsa_key: object, tmp_path: Path) -> None:
+    """The BER and CMS forms where the kernel's and OpenSSL's readers differ (see
+    lkm.pkcs7): modinfo shows what kmod 30 (OpenSSL 3's d2i_PKCS7) shows."""
+    from lkm.signing import sign_module
+    from test_pkcs7 import FORMS, variant
+
+    signed = sign_module(small_module, rsa_key, _cert([("CN", "Forms")], 0x1234, rsa_key))
+    _body, sig = split(signed)
+    assert sig is not None
+    shown = {}
+    for form in FORMS:
+        raw = variant(sig.raw, form)
+        data = small_module + raw + _trailer(0, 0, 2, 0, 0, len(raw))
+        p = tmp_path / f"{form}.ko"
+        p.write_bytes(data)
+        assert modinfo_fields(data) == kmod_fields_one(p), form
+        shown[form] = bool(modinfo_fields(data))
+    assert shown == {"long2": True, "long2_null": False, "long3": True, "indefinite": True,
+                     "indefinite_sets": True, "seq_signer_infos": False,
+                     "big_unauth": True, "trailing": True, "two_signers": True,
+                     "padded_serial": False, "early_end": False}
 
 
 # --- malformed trailers ------------------------------------------------------------------
@@ -221,7 +246,7 @@ def test_malformed_against_kmod(small_module: bytes, tmp_path: Path) -> None:
 def test_body_length_ignores_the_signature_contents() -> None:
     data = b"module" + b"\x30\x03abc" + _trailer(0, 0, 2, 0, 0, 5)
     assert signature.body_length(data) == 6
-    assert signature.strip(data) == b"module"
+    assert data[:signature.body_length(data)] == b"module"
     with pytest.raises(SignatureError):
         parse_appended(data)
     assert signature.body_length(b"module") == 6

@@ -313,6 +313,48 @@ def test_pkcs7_shapes(unsigned: Path, keys: dict[str, dict[str, Path]]) -> None:
     assert (v.status, v.errno) == (Status.MALFORMED, errno.EINVAL)
 
 
+def test_kernel_key_lookup(keys: dict[str, dict[str, Path]]) -> None:
+    """pkcs7_note_signed_info: the key id follows the SignerInfo's version (v1: serial and
+    issuer, v3: SKID), whatever the SignerIdentifier holds; serial octets compare as they
+    are; a message without SignerInfo fails pkcs7_check_authattrs (EINVAL)."""
+    from test_pkcs7 import emit, tree, variant
+
+    k = keys["rsa"]
+    key, der = signing.load_private_key(k["key"]), signing.load_certificate(k["der"])
+    ring = Keyring([der])
+    body = b"\x7fELF any module body"
+
+    def with_versions(raw: bytes, version: int) -> bytes:
+        ((ci, (oid, (a0, [(sd, fields)]))),) = tree(raw)  # type: ignore[misc]
+        fields[0] = (0x02, bytes((version,)))
+        infos = fields[-1][1]
+        infos[0][1][0] = (0x02, bytes((version,)))
+        return emit([(ci, [oid, (a0, [(sd, fields)])])])
+
+    by_serial = signing.build_pkcs7(body, key, der)
+    by_skid = signing.build_pkcs7(body, key, der, use_skid=True)
+    for raw, want in ((by_serial, 0), (by_skid, 0),
+                      (with_versions(by_skid, 1), errno.ENOKEY),
+                      (with_versions(by_serial, 3), errno.ENOKEY)):
+        assert verify_module(_resign_trailer(body, raw), ring).errno == want
+    # the trusted key, named by its serial with a redundant sign octet: not the same id
+    v = verify_module(_resign_trailer(body, variant(by_serial, "padded_serial")), ring)
+    assert (v.status, v.errno) == (Status.UNKNOWN_KEY, errno.ENOKEY)
+    v = verify_module(_resign_trailer(body, variant(by_serial, "early_end")), ring)
+    assert (v.errno, v.reason) == (errno.EINVAL, "Inconsistently supplied authAttrs")
+    v = verify_module(_resign_trailer(body, variant(by_serial, "big_unauth")), ring)
+    assert v.errno == errno.EMSGSIZE
+    v = verify_module(_resign_trailer(body, variant(by_serial, "long3")), ring)
+    assert (v.errno, v.reason) == (errno.EBADMSG, "malformed PKCS#7 message: Unsupported length")
+    for form in ("seq_signer_infos", "trailing", "two_signers"):
+        assert verify_module(_resign_trailer(body, variant(by_serial, form)), ring).ok, form
+    # the issuer Name encoded otherwise (its RDN SETs indefinite, its lengths long): its
+    # bytes are not the certificate's, so the key is not found
+    for form in ("indefinite_sets", "long2"):
+        v = verify_module(_resign_trailer(body, variant(by_serial, form)), ring)
+        assert v.errno == errno.ENOKEY, form
+
+
 @pytest.mark.trees
 def test_hostile_trailers_never_raise(real_signed: dict[str, tuple[bytes, Keyring]]) -> None:
     data, ring = real_signed["6.1"]
@@ -333,6 +375,19 @@ def test_hostile_trailers_never_raise(real_signed: dict[str, tuple[bytes, Keyrin
             verify_module(data[:body_len] + junk + struct.pack(">I", len(junk))[-4:] + MAGIC,
                           ring)
     assert time.monotonic() - t < 60
+
+
+def test_verify_file_errors(tmp_path: Path) -> None:
+    """verify_file never raises for what a file holds: missing, corrupt or oversized."""
+    ring = Keyring()
+    assert signing.verify_file(tmp_path / "missing.ko", ring).errno == errno.ENOENT
+    (tmp_path / "bad.ko.xz").write_bytes(b"\xfd7zXZ\x00 not really xz")
+    big = tmp_path / "big.ko"
+    with open(big, "wb") as f:  # sparse: larger than a module may be
+        f.truncate((512 << 20) + 1)
+    for name in ("bad.ko.xz", "big.ko"):
+        v = signing.verify_file(tmp_path / name, ring)
+        assert (v.status, v.errno) == (Status.ERROR, errno.EINVAL), name
 
 
 # --- compressed modules, strip ----------------------------------------------------------
@@ -565,3 +620,54 @@ def test_real_kernel_agrees(enforce: bool, tree61: Tree, keys: dict[str, dict[st
     first = next(n for n, st in verdicts.items() if st is not Status.VALID)
     assert ("module verification failed: signature and/or required key missing"
             in cases[first]) is not enforce
+
+
+FORMS_SCRIPT = r"""
+load() {
+  chroot /host "$PYTHON" -c '
+import ctypes, errno, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+rc = ctypes.CDLL(None, use_errno=True).syscall(313, fd, b"", 0)
+print("errno=" + (errno.errorcode[ctypes.get_errno()] if rc else "0"))
+' "$1"
+}
+for f in $CASES; do
+  lkm_case $f
+  load "$JOB/$f.ko"
+  if [ -d /sys/module/crc7 ]; then rmmod crc7; fi
+done
+"""
+
+
+@pytest.mark.qemu
+@pytest.mark.trees
+@pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="no qemu")
+def test_real_kernel_pkcs7_forms(tree61: Tree, unsigned: Path,
+                                 keys: dict[str, dict[str, Path]], tmp_path: Path) -> None:
+    """The message forms where the kernel's and OpenSSL's readers differ (lkm.pkcs7's
+    table), signed with a key Debian's 6.1 lacks: finit_module fails with the errno of
+    pkcs7_parse_message when the kernel's parser refuses the form, and loads (taint E,
+    ENOKEY inside) when it reads it.  lkm verify agrees on each."""
+    from test_pkcs7 import FORMS, KERNEL_ERRNO, variant
+    from vm import run_in_vm, split_cases
+
+    k = keys["rsa"]
+    body = unsigned.read_bytes()
+    signed = signing.sign_module(body, signing.load_private_key(k["key"]),
+                                 signing.load_certificate(k["der"]))
+    _n, sig = split(signed)
+    assert sig is not None
+    ring = Keyring.from_kernel(tree61.vmlinuz)
+    files = {}
+    for form in ("plain", *FORMS):
+        raw = sig.raw if form == "plain" else variant(sig.raw, form)
+        files[f"{form}.ko"] = _resign_trailer(body, raw)
+        want = errno.ENOKEY if form == "plain" else KERNEL_ERRNO[form]
+        assert verify_module(files[f"{form}.ko"], ring).errno == want, form
+    script = f"CASES='plain {' '.join(FORMS)}'\n" + FORMS_SCRIPT
+    res = run_in_vm(tree61, script, files=files, timeout=600)
+    assert res.rc == 0, res.output
+    cases = split_cases(res.output)
+    got = {form: cases[form].split("errno=", 1)[1].split()[0] for form in ("plain", *FORMS)}
+    assert got == {form: "0" if KERNEL_ERRNO.get(form, errno.ENOKEY) == errno.ENOKEY
+                   else errno.errorcode[KERNEL_ERRNO[form]] for form in got}

@@ -1,4 +1,9 @@
-"""Kernel images: bzImage → vmlinux, its built-in X.509 certificates and vermagic.
+"""Kernel images: bzImage → vmlinux, its sections, built-in X.509 certificates, vermagic.
+
+:class:`KernelImage` is an image decompressed once; its ``elf`` is a :class:`Vmlinux`,
+the one reader of a linked kernel's ELF (sections by name, bytes at a virtual
+address, symbols), for the profile's export table and for whatever else reads the
+kernel's data (``.BTF``).
 
 A bzImage is the real-mode setup (``setup_sects`` + 1 sectors) followed by the
 protected-mode part, whose compressed payload sits at ``payload_offset`` for
@@ -14,6 +19,7 @@ read too.
 
 from __future__ import annotations
 
+import bisect
 import bz2
 import lzma
 import os
@@ -24,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lkm.elf import SHT_NOBITS, ElfFile, Section
 from lkm.errors import CompressionError, FormatError
 
 ELF_MAGIC = b"\x7fELF"
@@ -254,91 +261,119 @@ def vmlinux_from_image(data: bytes) -> bytes:
     raise FormatError("not a kernel image: neither bzImage nor ELF vmlinux")
 
 
-# --- ELF section lookup (enough for a vmlinux) --------------------------------------
+# --- the vmlinux ELF ------------------------------------------------------------------
 
 
-def _section_headers(mv: memoryview) -> tuple[str, int, list[tuple[str, int, int, int, int, int]]]:
-    """(struct endianness, ELF class, [(name, type, addr, offset, size, link)])."""
-    if len(mv) < 52 or bytes(mv[:4]) != ELF_MAGIC:
-        raise FormatError("not an ELF file")
-    cls, data = mv[4], mv[5]
-    if cls not in (1, 2) or data not in (1, 2):
-        raise FormatError("bad ELF class or data encoding")
-    e = "<" if data == 1 else ">"
-    if cls == 2:
-        if len(mv) < 64:
-            raise FormatError("truncated ELF header")
-        shoff, = struct.unpack_from(e + "Q", mv, 0x28)
-        shentsize, shnum, shstrndx = struct.unpack_from(e + "HHH", mv, 0x3A)
-        shdr = struct.Struct(e + "IIQQQQIIQQ")
-    else:
-        shoff, = struct.unpack_from(e + "I", mv, 0x20)
-        shentsize, shnum, shstrndx = struct.unpack_from(e + "HHH", mv, 0x2E)
-        shdr = struct.Struct(e + "IIIIIIIIII")
-    if shnum == 0 or shentsize < shdr.size or shoff + shnum * shentsize > len(mv):
-        return e, cls, []
-    if shstrndx >= shnum:
-        return e, cls, []
-    heads = [shdr.unpack_from(mv, shoff + i * shentsize) for i in range(shnum)]
-    str_off, str_size = heads[shstrndx][4], heads[shstrndx][5]
-    if str_off + str_size > len(mv):
-        return e, cls, []
-    strtab = bytes(mv[str_off:str_off + str_size])
-    out = []
-    for h in heads:
-        name_off = h[0]
-        end = strtab.find(b"\0", name_off)
-        name = (strtab[name_off:end if end >= 0 else None].decode("ascii", "replace")
-                if name_off < len(strtab) else "")
-        out.append((name, h[1], h[3], h[4], h[5], h[6]))
-    return e, cls, out
+class Vmlinux:
+    """A linked kernel (vmlinux) as an ELF file: its sections by name, the bytes at a
+    virtual address, its symbols.
+
+    This is the one vmlinux reader (built on :class:`lkm.elf.ElfFile`); the kernel
+    profile reads the export table and ``__param`` through it, and other readers of
+    the kernel's data (``.BTF``, say) should too::
+
+        vm = KernelImage.load("/boot/vmlinuz-6.1.0-57-amd64").elf
+        btf = vm.section_bytes(".BTF")          # memoryview, or None
+        vm.read(addr, 8)                        # bytes at a virtual address
+        vm.cstring(addr)                        # a NUL-terminated string there
+        vm.symbols({"system_certificate_list"})  # from .symtab, if not stripped
+
+    Creating one raises :class:`~lkm.errors.ElfError` (a FormatError) when the data is
+    not an ELF file with usable section headers; reads outside the file raise it too.
+    """
+
+    def __init__(self, data: bytes | memoryview) -> None:
+        self.data = memoryview(data)
+        self.elf = ElfFile(self.data)
+        self.little_endian = self.elf.little_endian
+        self.pointer_size = self.elf.pointer_size
+        self._sections: dict[str, Section] | None = None
+        self._mapped: list[tuple[int, int, int]] | None = None  # (addr, end, offset)
+        self._starts: list[int] = []
+
+    @property
+    def sections(self) -> dict[str, Section]:
+        """name -> the first section of that name (nameless ones left out)."""
+        if self._sections is None:
+            out: dict[str, Section] = {}
+            for sec in self.elf.sections:
+                if sec.name:
+                    out.setdefault(sec.name, sec)
+            self._sections = out
+        return self._sections
+
+    def section(self, name: str) -> Section | None:
+        """The first section called ``name`` (its header: addr, offset, size, type...)."""
+        return self.sections.get(name)
+
+    def section_bytes(self, name: str) -> memoryview | None:
+        """The file contents of section ``name``: None if there is none or it has no file
+        contents (SHT_NOBITS, e.g. ``.bss``); ElfError if it extends past the file."""
+        sec = self.sections.get(name)
+        if sec is None or sec.type == SHT_NOBITS:
+            return None
+        return sec.data()
+
+    def read(self, addr: int, size: int) -> memoryview:
+        """``size`` bytes at virtual address ``addr``, from the section with file contents
+        that holds them all; FormatError if none does."""
+        found = self._containing(addr, size)
+        if found is None:
+            raise FormatError(f"vmlinux: {size} bytes at {addr:#x} are not in the image")
+        return self.data[found[0]:found[0] + size]
+
+    def read_word(self, addr: int) -> int:
+        """The unsigned pointer-sized word at ``addr``, in the file's byte order."""
+        return int.from_bytes(self.read(addr, self.pointer_size),
+                              "little" if self.little_endian else "big")
+
+    def cstring(self, addr: int, limit: int = 4096) -> str | None:
+        """The NUL-terminated string at ``addr`` (at most ``limit`` bytes), None if ``addr``
+        is not in the image or no NUL follows within its section and the limit."""
+        found = self._containing(addr, 1)
+        if found is None:
+            return None
+        pos, sec_end = found
+        raw = bytes(self.data[pos:min(sec_end, pos + limit)])
+        nul = raw.find(b"\0")
+        return None if nul < 0 else raw[:nul].decode("utf-8", "surrogateescape")
+
+    def symbols(self, wanted: set[str]) -> dict[str, int]:
+        """Values of the ``wanted`` symbols in ``.symtab`` (the first of each name); those
+        missing, or all without a symbol table, are absent."""
+        found: dict[str, int] = {}
+        for name in sorted(wanted):
+            for i in self.elf.symbol_indexes_with_prefix(name.encode()):
+                sym = self.elf.symbol(i)
+                if sym.name == name:
+                    found.setdefault(name, sym.value)
+                    break
+        return found
+
+    def _containing(self, addr: int, size: int) -> tuple[int, int] | None:
+        """(file offset of ``addr``, file offset of its section's end) for the section
+        with file contents holding ``size`` bytes at ``addr``."""
+        if self._mapped is None:
+            n = len(self.data)
+            self._mapped = sorted((s.addr, s.addr + s.size, s.offset) for s in self.elf.sections
+                                  if s.addr and s.size and s.type != SHT_NOBITS
+                                  and s.offset + s.size <= n)
+            self._starts = [m[0] for m in self._mapped]
+        i = bisect.bisect_right(self._starts, addr) - 1
+        while i >= 0:  # sections may overlap (.percpu at 0 aside): look back
+            start, end, off = self._mapped[i]
+            if addr + size <= end:
+                return off + addr - start, off + end - start
+            i -= 1
+        return None
 
 
-def elf_sections(vmlinux: bytes | memoryview) -> dict[str, tuple[int, int]]:
-    """name -> (file offset, size) of every section with file contents."""
-    mv = memoryview(vmlinux)
-    _e, _cls, heads = _section_headers(mv)
-    out: dict[str, tuple[int, int]] = {}
-    for name, sh_type, _addr, off, size, _link in heads:
-        if sh_type == 8 or off + size > len(mv):  # SHT_NOBITS, or out of the file
-            continue
-        out.setdefault(name, (off, size))
-    return out
-
-
-def elf_symbols(vmlinux: bytes | memoryview, wanted: set[str]) -> dict[str, int]:
-    """Values of the ``wanted`` symbols of an unstripped vmlinux's .symtab (missing: absent)."""
-    mv = memoryview(vmlinux)
-    e, cls, heads = _section_headers(mv)
-    sym = struct.Struct(e + ("IBBHQQ" if cls == 2 else "IIIBBH"))
-    found: dict[str, int] = {}
-    keys = {w.encode() for w in wanted}
-    for _name, sh_type, _addr, off, size, link in heads:
-        if sh_type != 2 or link >= len(heads) or off + size > len(mv):  # SHT_SYMTAB
-            continue
-        s_off, s_size = heads[link][3], heads[link][4]
-        if s_off + s_size > len(mv):
-            continue
-        strtab = bytes(mv[s_off:s_off + s_size])
-        n = size // sym.size
-        for entry in sym.iter_unpack(mv[off:off + n * sym.size]):
-            name_off, value = (entry[0], entry[4]) if cls == 2 else (entry[0], entry[1])
-            end = strtab.find(b"\0", name_off)
-            if end < 0:
-                continue
-            key = strtab[name_off:end]
-            if key in keys:
-                found.setdefault(key.decode(), value)
-    return found
-
-
-def _vaddr_to_offset(heads: list[tuple[str, int, int, int, int, int]], addr: int,
-                     length: int, limit: int) -> int | None:
-    for _name, sh_type, sh_addr, off, size, _link in heads:
-        if sh_type != 8 and sh_addr and sh_addr <= addr and addr + length <= sh_addr + size:
-            pos = off + addr - sh_addr
-            return pos if pos + length <= limit else None
-    return None
+def _vmlinux_or_none(data: bytes | memoryview) -> Vmlinux | None:
+    """A Vmlinux, or None when the image has no usable ELF section headers."""
+    try:
+        return Vmlinux(data)
+    except FormatError:
+        return None
 
 
 # --- what the image carries ----------------------------------------------------------
@@ -354,16 +389,12 @@ def find_certificates(vmlinux: bytes | memoryview) -> list[bytes]:
     for DER certificates.
     """
     mv = memoryview(vmlinux)
-    listed = _listed_certificates(mv)
+    vm = _vmlinux_or_none(mv)
+    listed = _listed_certificates(vm) if vm is not None else None
     if listed is not None:
         return listed
-    try:
-        sections = elf_sections(mv)
-    except FormatError:
-        sections = {}
-    area = sections.get(".init.data")
-    region = mv[area[0]:area[0] + area[1]] if area else mv
-    raw = bytes(region)
+    area = _section_or_none(vm, ".init.data")
+    raw = bytes(area if area is not None else mv)
     certs: list[bytes] = []
     pos = 0
     while True:
@@ -381,6 +412,16 @@ def find_certificates(vmlinux: bytes | memoryview) -> list[bytes]:
     return certs
 
 
+def _section_or_none(vm: Vmlinux | None, name: str) -> memoryview | None:
+    """A section's bytes, None when there is no such section or it lies outside the file."""
+    if vm is None:
+        return None
+    try:
+        return vm.section_bytes(name)
+    except FormatError:
+        return None
+
+
 def _is_certificate(der: bytes) -> bool:
     from cryptography import x509
 
@@ -391,25 +432,17 @@ def _is_certificate(der: bytes) -> bool:
     return True
 
 
-def _listed_certificates(mv: memoryview) -> list[bytes] | None:
+def _listed_certificates(vm: Vmlinux) -> list[bytes] | None:
     """system_certificate_list[system_certificate_list_size], as x509_load_certificate_list
     walks it (``30 82 len16`` records); None without those symbols."""
     try:
-        syms = elf_symbols(mv, {"system_certificate_list", "system_certificate_list_size"})
-        e, cls, heads = _section_headers(mv)
+        syms = vm.symbols({"system_certificate_list", "system_certificate_list_size"})
+        if len(syms) != 2:
+            return None
+        size = vm.read_word(syms["system_certificate_list_size"])
+        raw = bytes(vm.read(syms["system_certificate_list"], size))
     except FormatError:
         return None
-    if len(syms) != 2:
-        return None
-    word = 8 if cls == 2 else 4
-    size_at = _vaddr_to_offset(heads, syms["system_certificate_list_size"], word, len(mv))
-    if size_at is None:
-        return None
-    (size,) = struct.unpack_from(e + ("Q" if word == 8 else "I"), mv, size_at)
-    start = _vaddr_to_offset(heads, syms["system_certificate_list"], size, len(mv))
-    if start is None:
-        return None
-    raw = bytes(mv[start:start + size])
     certs = []
     p = 0
     while len(raw) - p >= 4:
@@ -433,12 +466,8 @@ _VERMAGIC_RE = re.compile(
 def find_vermagic(vmlinux: bytes | memoryview, release: str | None = None) -> str | None:
     """The kernel's vermagic string ("6.1.0-56-amd64 SMP preempt mod_unload modversions ")."""
     mv = memoryview(vmlinux)
-    try:
-        sections = elf_sections(mv)
-    except FormatError:
-        sections = {}
-    area = sections.get(".rodata")
-    raw = bytes(mv[area[0]:area[0] + area[1]]) if area else bytes(mv)
+    area = _section_or_none(_vmlinux_or_none(mv), ".rodata")
+    raw = bytes(area if area is not None else mv)
     if release is not None:
         pat = re.compile(b"\0(" + re.escape(release.encode()) + rb" [\x20-\x7e]*)\0")
         m = pat.search(raw)
@@ -458,6 +487,7 @@ class KernelImage:
     version: str | None = None  # bzImage kernel_version string
     compression: str | None = None
     _certs: list[bytes] | None = field(default=None, repr=False)
+    _elf: Vmlinux | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> KernelImage:
@@ -474,6 +504,13 @@ class KernelImage:
             return self.version.split(" ", 1)[0]
         vm = find_vermagic(self.vmlinux)
         return vm.split(" ", 1)[0] if vm else None
+
+    @property
+    def elf(self) -> Vmlinux:
+        """The vmlinux's sections, addresses and symbols (ElfError without section headers)."""
+        if self._elf is None:
+            self._elf = Vmlinux(self.vmlinux)
+        return self._elf
 
     @property
     def certificates(self) -> list[bytes]:

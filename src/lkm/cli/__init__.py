@@ -29,6 +29,8 @@ TOOLS: dict[str, str] = {
     "write": "vfs",
     "dmesg": "dmesg",
     "vm": "vm",
+    "audit": "audit",
+    "taint": "taint",
 }
 
 # tools that may be reached through a link of their own name (kmod's multi-call set)
@@ -40,6 +42,7 @@ usage: lkm [--virtual DIR] TOOL [ARGS...]
 kmod-compatible tools:  modinfo depmod modprobe insmod rmmod lsmod
 signing:                sign-file verify extract-certs strip-sig
 virtual kernel:         virtual check cat write dmesg
+security:               audit taint
 
 Invoked through a link named modinfo, depmod, modprobe, insmod, rmmod or lsmod,
 lkm behaves as that tool.
@@ -48,10 +51,15 @@ lkm behaves as that tool.
 
 def run_tool(tool: str, argv: list[str], prog: str | None = None) -> int:
     mod = importlib.import_module(f"lkm.cli.{TOOLS[tool]}")
-    from lkm.errors import LkmError
+    from lkm.errors import LkmError, ProcessKilled
 
     try:
         rc: int = mod.main(prog or tool, argv)
+    except ProcessKilled as e:  # module code oopsed in our system call: die of it
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.kill(os.getpid(), e.signal)
+        return 128 + e.signal
     except LkmError as e:  # e.g. --virtual DIR is not a virtual kernel: no traceback
         sys.stderr.write(f"{prog or tool}: ERROR: {e}\n")
         return 1

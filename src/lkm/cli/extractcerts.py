@@ -61,7 +61,7 @@ def main(prog: str, argv: list[str]) -> int:
             pem = x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM)
             sys.stdout.write(pem.decode("ascii"))
         return 0
-    from lkm.signing import write_atomic
+    from lkm.fsutil import write_atomic
 
     outdir = Path(args.output)
     try:

@@ -51,13 +51,13 @@ def main(prog: str, argv: list[str]) -> int:
     dest_name = args[4] if len(args) == 5 else module_name
 
     from lkm.errors import LkmError
+    from lkm.fsutil import write_atomic
     from lkm.signing import (
         append_signature,
         build_pkcs7,
         load_certificate,
         load_private_key,
         read_module_bytes,
-        write_atomic,
         write_module_bytes,
     )
 

@@ -19,9 +19,12 @@ import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lkm.errors import FormatError, LkmError
+
+if TYPE_CHECKING:
+    from lkm.kimage import Vmlinux
 
 PROFILE_FORMAT = 2
 
@@ -179,44 +182,13 @@ def vermagic_from_config(release: str, config: dict[str, str]) -> str:
     return s
 
 
-class _Image:
-    """Section lookup over a linked vmlinux: address → file bytes."""
-
-    def __init__(self, data: bytes) -> None:
-        from lkm.elf import ElfFile
-
-        self.data = data
-        self.elf = ElfFile(data)
-        self.secs = {s.name: s for s in self.elf.sections if s.name}
-        self.alloc = sorted((s.addr, s.addr + s.size, s.offset, s.type)
-                            for s in self.elf.sections if s.addr and s.size)
-
-    def bytes_of(self, name: str) -> memoryview | None:
-        s = self.secs.get(name)
-        if s is None or s.type == 8:
-            return None
-        if s.offset + s.size > len(self.data):
-            raise FormatError(f"vmlinux: section {name} is truncated")
-        return memoryview(self.data)[s.offset:s.offset + s.size]
-
-    def cstring_at(self, addr: int) -> str | None:
-        for start, end, off, typ in self.alloc:
-            if start <= addr < end and typ != 8:
-                pos = off + (addr - start)
-                stop = self.data.find(b"\0", pos, pos + 4096)
-                if stop < 0:
-                    return None
-                return self.data[pos:stop].decode("utf-8", "surrogateescape")
-        return None
-
-
-def vmlinux_exports(img: _Image) -> dict[str, tuple[int | None, bool, str]]:
+def vmlinux_exports(img: Vmlinux) -> dict[str, tuple[int | None, bool, str]]:
     """The export table of a linked vmlinux (PREL32 struct kernel_symbol)."""
     out: dict[str, tuple[int | None, bool, str]] = {}
-    strs = img.secs.get("__ksymtab_strings")
+    strs = img.section("__ksymtab_strings")
     if strs is None:
         raise ProfileError("vmlinux has no __ksymtab_strings: not a kernel with exports")
-    sdata = bytes(img.bytes_of("__ksymtab_strings") or b"")
+    sdata = bytes(img.section_bytes("__ksymtab_strings") or b"")
     sbase = strs.addr
     text = sdata.decode("utf-8", "surrogateescape")
 
@@ -224,18 +196,18 @@ def vmlinux_exports(img: _Image) -> dict[str, tuple[int | None, bool, str]]:
         o = addr - sbase
         if 0 <= o < len(text):
             return text[o:text.index("\0", o)]
-        s = img.cstring_at(addr)
+        s = img.cstring(addr)
         if s is None:
             raise ProfileError(f"vmlinux: export name at {addr:#x} is outside the image")
         return s
 
     for tab, crctab, gpl in (("__ksymtab", "__kcrctab", False),
                              ("__ksymtab_gpl", "__kcrctab_gpl", True)):
-        sec = img.secs.get(tab)
-        data = img.bytes_of(tab)
+        sec = img.section(tab)
+        data = img.section_bytes(tab)
         if sec is None or data is None:
             continue
-        crcs_mv = img.bytes_of(crctab)
+        crcs_mv = img.section_bytes(crctab)
         crcs = [c for (c,) in struct.iter_unpack("<I", crcs_mv)] if crcs_mv is not None else []
         base = sec.addr
         for i, (_val, name_off, ns_off) in enumerate(struct.iter_unpack("<iii", data)):
@@ -246,26 +218,26 @@ def vmlinux_exports(img: _Image) -> dict[str, tuple[int | None, bool, str]]:
     return out
 
 
-def vmlinux_builtin_sysfs(img: _Image) -> list[str]:
+def vmlinux_builtin_sysfs(img: Vmlinux) -> list[str]:
     """Built-ins that get /sys/module/<name>: a parameter with perm != 0, or MODULE_VERSION."""
     names: set[str] = set()
-    data = img.bytes_of("__param")
+    data = img.section_bytes("__param")
     if data is not None:
         for off in range(0, len(data) - 39, 40):
             name_ptr, = struct.unpack_from("<Q", data, off)
             perm, = struct.unpack_from("<H", data, off + 24)
             if not perm:
                 continue
-            name = img.cstring_at(name_ptr)
+            name = img.cstring(name_ptr)
             if name:
                 # core_param()s (no dot) are shown under /sys/module/kernel
                 names.add(name.split(".", 1)[0] if "." in name else "kernel")
-    mv = img.bytes_of("__modver")
+    mv = img.section_bytes("__modver")
     if mv is not None:
         # struct module_version_attribute { struct module_attribute (56 bytes); name; version }
         for off in range(0, len(mv) - 71, 72):
             name_ptr, = struct.unpack_from("<Q", mv, off + 56)
-            name = img.cstring_at(name_ptr)
+            name = img.cstring(name_ptr)
             if name:
                 names.add(name)
     return sorted(names)
@@ -325,7 +297,7 @@ def from_vmlinuz(vmlinuz: str | os.PathLike[str], moddir: str | os.PathLike[str]
     if not release:
         raise ProfileError(f"{vmlinuz}: cannot tell the kernel release")
     try:
-        img = _Image(image.vmlinux)
+        img = image.elf
         exports = vmlinux_exports(img)
         builtin_sysfs = vmlinux_builtin_sysfs(img)
     except FormatError as e:

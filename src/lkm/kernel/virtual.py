@@ -9,10 +9,12 @@ logic: the loader of :mod:`lkm.kernel.module` for the syscalls, the views of
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from lkm.errors import CompressionError, KernelError, LkmError
 from lkm.kernel import views
 from lkm.kernel.backend import KernelBackend
 from lkm.kernel.cmdline import apply_cmdline
+from lkm.kernel.exec.state import ExecKernelState, exec_enter, exec_error
 from lkm.kernel.module.state import KernelState
 from lkm.kernel.printk import (
     KERN_INFO,
@@ -84,7 +87,7 @@ class VirtualKernel(KernelBackend):
     with its own symbol_address/run_init/run_exit hooks runs module code.
     """
 
-    state_type: type[KernelState] = KernelState
+    state_type: type[KernelState] = ExecKernelState
 
     def __init__(self, directory: str | os.PathLike[str], profile: KernelProfile) -> None:
         self.dir = Path(directory)
@@ -142,6 +145,20 @@ class VirtualKernel(KernelBackend):
         return cls(d, profile)
 
     # -- state ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Snapshot]:
+        """The store's transaction; module code's memory is kept beside the state (its
+        snapshot written before the state that names it)."""
+        with self.store.transaction() as snap:
+            k = snap.kernel
+            if isinstance(k, ExecKernelState):
+                k.attach(self.dir, snap.boot)
+            try:
+                yield snap
+            finally:
+                if isinstance(k, ExecKernelState):
+                    k.commit()
+
     def state(self) -> KernelState:
         """A snapshot of the state (read under a shared lock)."""
         with self.store.lock(exclusive=False):
@@ -180,16 +197,22 @@ class VirtualKernel(KernelBackend):
     def _load_image(self, data: bytes, params: str, flags: int, path: str | None) -> None:
         from lkm.kernel.module.main import load_module  # not needed to read the views
 
-        with self.store.transaction() as snap:
+        with self._transaction() as snap:
             k = snap.kernel
             if k.modules_disabled:
                 raise KernelError(errno.EPERM)
             log = Printk(k.once)
+            exec_enter(k, log, self.comm)
             try:
                 if flags & MODULE_INIT_COMPRESSED_FILE:
                     data = self._decompress(data, log)
                 load_module(k, data, params.split("\0", 1)[0], flags, comm=self.comm,
                             path=path, log=log)
+            except KernelError as e:
+                missing = exec_error(k)
+                if missing is not None and e.errno == errno.ENOSYS:
+                    raise missing from None
+                raise
             finally:
                 self._append(snap, log.records)
 
@@ -210,11 +233,12 @@ class VirtualKernel(KernelBackend):
     def delete_module(self, name: str, flags: int = O_NONBLOCK) -> None:
         from lkm.kernel.module.main import delete_module
 
-        with self.store.transaction() as snap:
+        with self._transaction() as snap:
             k = snap.kernel
             if k.modules_disabled:
                 raise KernelError(errno.EPERM)
             log = Printk(k.once)
+            exec_enter(k, log, "rmmod")
             try:
                 delete_module(k, name, flags, log)
             finally:
@@ -238,7 +262,16 @@ class VirtualKernel(KernelBackend):
 
     # -- views ---------------------------------------------------------------------------
     def read_text(self, path: str) -> str:
-        return views.read(self.state(), views.normalize(path))
+        p = views.normalize(path)
+        if p.startswith("/sys/module/") and "/parameters/" in p:
+            with self._transaction() as snap:  # a parameter's get may be module code
+                log = Printk(snap.kernel.once)
+                exec_enter(snap.kernel, log, self.comm)
+                try:
+                    return views.read(snap.kernel, p)
+                finally:
+                    self._append(snap, log.records)
+        return views.read(self.state(), p)
 
     def list_dir(self, path: str) -> list[str]:
         return views.listdir(self.state(), views.normalize(path))
@@ -246,8 +279,9 @@ class VirtualKernel(KernelBackend):
     def write_text(self, path: str, value: str) -> None:
         """A write(2) to a /sys or /proc file; raises OSError with the kernel's errno."""
         p = views.normalize(path)
-        with self.store.transaction() as snap:
+        with self._transaction() as snap:
             log = Printk(snap.kernel.once)
+            exec_enter(snap.kernel, log, self.comm)
             try:
                 views.write(snap.kernel, p, value, log)
             finally:

@@ -66,7 +66,7 @@ def read(k: KernelState, parts: list[str], path: str) -> str | None:
         return None
     m = k.find_module(parts[2])
     if m is not None:
-        return _read_module(m, parts[3:], path)
+        return _read_module(m, parts[3:], path, k)
     if _has_builtin_dir(k, parts[2]):
         if parts[3:] == ["uevent"]:
             raise kernfs_error(errno.EACCES, path)
@@ -82,7 +82,7 @@ def _visible_param(m: Module, name: str) -> KernelParam | None:
     return None
 
 
-def _read_module(m: Module, rest: list[str], path: str) -> str:
+def _read_module(m: Module, rest: list[str], path: str, k: KernelState | None = None) -> str:
     entries = module_entries(m)
     if not rest:
         raise kernfs_error(errno.EISDIR, path)
@@ -104,7 +104,10 @@ def _read_module(m: Module, rest: list[str], path: str) -> str:
         if kp is not None:
             if not kp.perm & 0o444:
                 raise kernfs_error(errno.EACCES, path)
-            return param_get(kp)
+            from lkm.kernel.exec.state import ExecKernelState  # the module's ops->get
+
+            shown = k.param_show(m, kp) if isinstance(k, ExecKernelState) else None
+            return param_get(kp) if shown is None else shown
     elif name == "holders":
         if leaf in m.sources:
             raise kernfs_error(errno.EISDIR, path)
@@ -174,8 +177,13 @@ def write(k: KernelState, parts: list[str], path: str, value: str, log: Printk) 
     if len(parts) == 5 and parts[3] == "parameters":
         m = k.find_module(parts[2])
         kp = _visible_param(m, parts[4]) if m is not None else None
-        if kp is not None:
-            rv = sysfs_store(kp, value, log, on_unsafe=lambda _kp: taint_unsafe_param(k, log))
+        if m is not None and kp is not None:
+            from lkm.kernel.exec.state import ExecKernelState  # the module's ops->set
+
+            stored = k.param_store(m, kp, value, log) if isinstance(k, ExecKernelState) \
+                else None
+            rv = sysfs_store(kp, value, log, on_unsafe=lambda _kp: taint_unsafe_param(k, log)) \
+                if stored is None else stored
             if rv:
                 raise kernfs_error(-rv, path)
             return True
