@@ -479,34 +479,29 @@ def test_broken_modules(mini61: Path, tmp_path: Path) -> None:
 
 
 def test_compressed_modules_of_every_kind(mini61: Path, tmp_path: Path) -> None:
-    """.ko.gz (which Debian's kmod, built without zlib, does not scan), .ko.xz and .ko.zst
-    give the same results as the .ko they hold, under their own file names."""
+    """.ko.xz and .ko.zst are scanned under their own file names; .ko.gz is not (Debian's
+    kmod 30 is built without zlib: lkm.kmod.names.KMOD_EXTENSIONS) -- as kmod, byte for
+    byte."""
     from lkm import compress
 
     release = _release(mini61)
-    root = _cp_al(mini61, tmp_path / "root")
-    moddir = root / "lib/modules" / release
     ref_lines = (mini61 / "lib/modules" / release / "modules.dep").read_text().splitlines()
-    with_deps = [ln for ln in ref_lines if ln.split(":")[1].strip()][:3]
-    renamed = {}
-    for line, kind in zip(with_deps, ("gzip", "xz", "zstd"), strict=True):
-        rel = line.split(":")[0]
-        src = moddir / rel
-        dst = src.with_name(src.name + compress.EXTENSIONS[kind])
-        dst.write_bytes(compress.compress(src.read_bytes(), kind))
-        src.unlink()
-        renamed[rel] = rel + compress.EXTENSIONS[kind]
-    r = _lkm("-b", str(root), release)
-    assert r.returncode == 0, r.stderr
-    expected = []
-    for line in ref_lines:
-        for old, new in renamed.items():
-            line = re.sub(rf"(^|\s){re.escape(old)}(:|\s|$)", rf"\g<1>{new}\g<2>", line)
-        expected.append(line)
-    assert (moddir / "modules.dep").read_text().splitlines() == expected
-    for name in ("modules.alias", "modules.symbols", "modules.alias.bin"):
-        assert (moddir / name).read_bytes() == (mini61 / "lib/modules" / release / name) \
-            .read_bytes()
+    with_deps = [ln.split(":")[0] for ln in ref_lines if ln.split(":")[1].strip()][:3]
+    kinds = ("gzip", "xz", "zstd")
+
+    def setup(root: Path) -> list[str]:
+        for rel, kind in zip(with_deps, kinds, strict=True):
+            src = root / "lib/modules" / release / rel
+            dst = src.with_name(src.name + compress.EXTENSIONS[kind])
+            dst.write_bytes(compress.compress(src.read_bytes(), kind))
+            src.unlink()
+        return []
+
+    _compare(mini61, tmp_path, setup)
+    dep = (tmp_path / "lkm" / "lib/modules" / release / "modules.dep").read_text()
+    for rel, kind in zip(with_deps, kinds, strict=True):
+        listed = f"{rel}{compress.EXTENSIONS[kind]}:" in dep
+        assert listed == (kind != "gzip"), (rel, kind)
 
 
 def test_fifos_do_not_hang(tmp_path: Path) -> None:

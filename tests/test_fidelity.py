@@ -510,7 +510,7 @@ def sizes_fidelity(tree: Any, workdir: Path) -> tuple[int, int, list[str]]:
     from lkm.kernel.module.procfs import proc_modules_line
     from lkm.kernel.module.state import KernelState
     from lkm.kernel.profile import load_cached
-    from lkm.moddb import ModuleDir
+    from lkm.kmod.moddir import ModuleDir
     from vm import run_in_vm
 
     job = workdir / "job"

@@ -37,7 +37,7 @@ from lkm.kernel.module.state import (
 from lkm.kernel.params import param_get
 from lkm.kernel.profile import KernelProfile, from_headers, load_cached
 from lkm.kernel.uapi import MODULE_INIT_IGNORE_VERMAGIC, O_NONBLOCK, O_TRUNC
-from lkm.moddb import ModuleDir
+from lkm.kmod.moddir import ModuleDir
 from variants import Ko
 
 

@@ -1,4 +1,5 @@
-"""lkm.moddb: name normalisation and the module directory's lookups.
+"""lkm.kmod: name normalisation, the module directory's indexes, the libkmod context's
+lookup order.
 
 The lookups are checked against the text files kmod's depmod wrote beside the
 indexes in the reference trees (modules.dep, modules.alias, modules.symbols,
@@ -16,8 +17,10 @@ import pytest
 from conftest import Tree
 from lkm.errors import InvalidAlias, ModuleNotFound
 from lkm.index import IndexBuilder
-from lkm.moddb import (
-    Found,
+from lkm.kmod import (
+    KMOD_EXTENSIONS,
+    KmodContext,
+    KmodModule,
     ModuleDir,
     alias_normalize,
     has_module_extension,
@@ -76,6 +79,20 @@ def test_has_module_extension(path: str, expect: bool) -> None:
     assert has_module_extension(path) is expect
 
 
+def test_extensions_are_the_builds_decompressors() -> None:
+    """One set of module extensions, the one of the kmod build lkm stands in for:
+    .ko plus one per decompressor `kmod -V` lists as built in (Debian's kmod 30: +XZ
+    +ZSTD -ZLIB, so no .ko.gz)."""
+    from lkm.cli._common import KMOD_FEATURES
+    from lkm.depmod.search import KMOD_EXTENSIONS as DEPMODS
+
+    features = KMOD_FEATURES.split()
+    built = {"+XZ": ".ko.xz", "+ZSTD": ".ko.zst", "+ZLIB": ".ko.gz"}
+    assert set(KMOD_EXTENSIONS) == {".ko"} | {ext for f, ext in built.items() if f in features}
+    assert "-ZLIB" in features and ".ko.gz" not in KMOD_EXTENSIONS
+    assert DEPMODS is KMOD_EXTENSIONS  # depmod scans what modinfo takes for a module file
+
+
 def test_make_absolute_uses_pwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = tmp_path / "real"
     real.mkdir()
@@ -112,6 +129,11 @@ def _moddir(tree: Tree) -> ModuleDir:
     return ModuleDir(str(tree.kmod_moddir))
 
 
+def _ident(mods: list[KmodModule]) -> list[tuple[str, bool | None, str | None]]:
+    """(name, built in as the lookup found it, alias) of each handle."""
+    return [(m.name, m._builtin, m.alias) for m in mods]
+
+
 def test_lookup_name_matches_modules_dep(tree: Tree) -> None:
     """Every modules.dep line comes back from modules.dep.bin, paths made absolute."""
     md = _moddir(tree)
@@ -128,7 +150,7 @@ def test_lookup_name_matches_modules_dep(tree: Tree) -> None:
         n += 1
     assert n > 3000
     assert md.lookup_name("no_such_module") is None
-    assert md.lookup_modname("no-such-module") is None
+    assert KmodContext(md).lookup_name("no-such-module") is None
 
 
 def test_builtin_matches_modules_builtin(tree: Tree) -> None:
@@ -136,9 +158,11 @@ def test_builtin_matches_modules_builtin(tree: Tree) -> None:
     names = [normalize_name(line.rsplit("/", 1)[-1])
              for line in (tree.kmod_moddir / "modules.builtin").read_text().splitlines()]
     assert names
+    ctx = KmodContext(md)
     for name in names:
         assert md.is_builtin(name), name
-        assert md.lookup_modname(name) == Found(name, True)
+        mod = ctx.lookup_name(name)
+        assert mod is not None and (mod.name, mod.is_builtin(), mod.alias) == (name, True, None)
     assert not md.is_builtin("e1000e")
 
 
@@ -169,7 +193,7 @@ def test_lookup_symbol_matches_modules_symbols(tree: Tree) -> None:
         got = md.lookup_symbol(key)
         assert sorted(got) == sorted(owners[key]), key
         assert md.lookup_symbol(key.removeprefix("symbol:")) == got
-        assert [f.name for f in md.lookup(key)] == got
+        assert [f.name for f in KmodContext(md).lookup(key)] == got
 
 
 def _runs(data: bytes) -> list[tuple[str, list[tuple[str, str]]]]:
@@ -247,28 +271,65 @@ def test_crafted_lookups(crafted: ModuleDir) -> None:
     assert a.path == f"{d}/kernel/a.ko" and a.deps == (f"{d}/kernel/b.ko", "/abs/c.ko")
     nc = crafted.lookup_name("nocolon")
     assert nc is not None and nc.path is None and nc.deps == ()
+    ctx = KmodContext(crafted)
     # modules.dep wins over modules.alias; dashes normalised
-    assert [f.name for f in crafted.lookup("mod-a")] == ["mod_a"]
+    assert [f.name for f in ctx.lookup("mod-a")] == ["mod_a"]
     # a name with ':' skips modules.dep
-    assert crafted.lookup("symbol:s") == [Found("mod_b", None, "symbol:s")]
+    assert _ident(ctx.lookup("symbol:s")) == [("mod_b", None, "symbol:s")]
     # symbols before aliases, priority order
-    assert [f.name for f in crafted.lookup("symbol:exp")] == ["mod_a", "mod_b"]
-    # wildcard: by priority; the same module through two patterns twice
+    assert [f.name for f in ctx.lookup("symbol:exp")] == ["mod_a", "mod_b"]
+    # wildcard: by priority; the same module through two patterns twice (one handle)
     assert crafted.lookup_alias("pat1") == ["mod_a", "mod_b", "mod_b"]
-    assert [f.alias for f in crafted.lookup("pat1")] == ["pat1"] * 3
+    found = ctx.lookup("pat1")
+    assert [f.alias for f in found] == ["pat1"] * 3 and found[1] is found[2]
     assert crafted.lookup_alias("x5") == ["mod_a"]
     # builtin index, then builtin aliases
-    assert crafted.lookup("bi") == [Found("bi", True)]
-    assert crafted.lookup("bi-alias") == [Found("bi", True, "bi_alias")]
-    assert crafted.lookup("fs-ext9") == [Found("bi", True, "fs_ext9")]
-    assert crafted.lookup_modname("bi-alias") == Found("bi", True, "bi_alias")
-    assert crafted.lookup_modname("pat1") is None  # -m ignores aliases
-    assert crafted.lookup("nothing") == []
+    assert _ident(ctx.lookup("bi")) == [("bi", True, None)]
+    assert _ident(ctx.lookup("bi-alias")) == [("bi", True, "bi_alias")]
+    assert _ident(ctx.lookup("fs-ext9")) == [("bi", True, "fs_ext9")]
+    bi = ctx.lookup_name("bi-alias")
+    assert bi is not None and _ident([bi]) == [("bi", True, "bi_alias")]
+    assert ctx.lookup_name("pat1") is None  # -m ignores aliases
+    assert ctx.lookup("nothing") == []
     with pytest.raises(InvalidAlias):
-        crafted.lookup("bad]")
+        ctx.lookup("bad]")
     # both in modules.dep and builtin: modules.dep answers the lookup
-    found = crafted.lookup("both")
-    assert found[0].dep is not None and crafted.is_builtin("both")
+    (both,) = ctx.lookup("both")
+    assert both.path() == f"{d}/kernel/both.ko" and crafted.is_builtin("both")
+    assert both.is_builtin()  # the lookup did not tell: libkmod asks modules.builtin.bin
+
+
+def test_lookup_order_with_configuration(crafted: ModuleDir) -> None:
+    """THE lookup order (kmod_module_new_from_lookup): configuration aliases, modules.dep,
+    symbols, install/remove commands, modules.alias, builtin, builtin aliases -- the first
+    step that finds anything answers."""
+    from lkm.config import ModprobeConfig
+    from lkm.kmod import LOOKUP_ORDER, NAME_LOOKUP_ORDER
+
+    assert [f.__name__ for f in LOOKUP_ORDER] == [
+        "_from_config", "_from_moddep", "_from_symbols", "_from_commands", "_from_aliases",
+        "_from_builtin", "_from_kernel_builtin"]
+    assert [f.__name__ for f in NAME_LOOKUP_ORDER] == [
+        "_from_moddep", "_from_builtin", "_from_kernel_builtin"]
+    cfg = ModprobeConfig()
+    cfg.parse(b"alias mod_a bi\nalias symbol:exp mod_b\ninstall pat1 /bin/true\n"
+              b"remove rm_only /bin/true\ninstall bi /bin/true\nalias cfg* mod_b\n",
+              "test.conf")
+    ctx = KmodContext(crafted, cfg)
+    # configuration aliases shadow modules.dep and the symbols
+    assert _ident(ctx.lookup("mod-a")) == [("bi", None, "mod_a")]
+    assert _ident(ctx.lookup("symbol:exp")) == [("mod_b", None, "symbol:exp")]
+    assert _ident(ctx.lookup("cfg-x")) == [("mod_b", None, "cfg*")]
+    # install commands shadow modules.alias and the builtin index; remove ones too
+    (pat1,) = ctx.lookup("pat1")
+    assert _ident([pat1]) == [("pat1", None, None)] and pat1.install_command() == "/bin/true"
+    assert _ident(ctx.lookup("rm-only")) == [("rm_only", None, None)]
+    (bi,) = ctx.lookup("bi")
+    assert bi.install_command() == "/bin/true"
+    # -m asks neither configuration nor modules.alias
+    assert ctx.lookup_name("pat1") is None
+    mod_a = ctx.lookup_name("mod-a")
+    assert mod_a is not None and mod_a.path() == f"{crafted.dirname}/kernel/a.ko"
 
 
 def test_crafted_builtin_modinfo(crafted: ModuleDir) -> None:
@@ -285,7 +346,8 @@ def test_crafted_builtin_modinfo(crafted: ModuleDir) -> None:
 def test_missing_and_corrupt_indexes(tmp_path: Path) -> None:
     """No index: lookups find nothing; a corrupt one behaves as missing."""
     md = ModuleDir(str(tmp_path / "none"))
-    assert md.lookup("x") == [] and md.lookup_modname("x") is None
+    ctx = KmodContext(md)
+    assert ctx.lookup("x") == [] and ctx.lookup_name("x") is None
     assert md.lookup_alias("x") == [] and md.lookup_symbol("x") == []
     assert not md.is_builtin("x") and md.lookup_builtin_alias("x") == []
     with pytest.raises(OSError):
@@ -297,7 +359,146 @@ def test_missing_and_corrupt_indexes(tmp_path: Path) -> None:
     (d / "modules.builtin.bin").write_bytes(os.urandom(64))
     (d / "modules.builtin.modinfo").write_bytes(b"")
     md = ModuleDir(str(d))
-    assert md.lookup("x") == []
+    assert KmodContext(md).lookup("x") == []
     with pytest.raises(ModuleNotFound):
         md.builtin_modinfo("x")
     md.close()
+
+
+# --------------------------------------------------------------------------- handles on a kernel
+
+
+class FakeKernel:
+    """A kernel backend over a dict of /sys and /proc files (KernelBackend's interface)."""
+
+    def __init__(self, files: dict[str, str], dirs: dict[str, list[str]]) -> None:
+        self.files, self.dirs = files, dirs
+        self.calls: list[tuple[object, ...]] = []
+        self.fail: dict[str, int] = {}
+
+    def read_text(self, path: str) -> str:
+        if path not in self.files:
+            raise FileNotFoundError(2, "No such file or directory", path)
+        return self.files[path]
+
+    def list_dir(self, path: str) -> list[str]:
+        if path not in self.dirs:
+            raise FileNotFoundError(2, "No such file or directory", path)
+        return self.dirs[path]
+
+    def release(self) -> str:
+        return "1.0"
+
+    def module_dir(self) -> str | None:
+        return None
+
+    def compression(self) -> str | None:
+        return None
+
+    def cmdline(self) -> str:
+        return ""
+
+    def finit_module(self, path: str, params: str, flags: int = 0) -> None:
+        self.calls.append(("finit_module", path, params, flags))
+
+    def init_module(self, image: bytes, params: str) -> None:
+        self.calls.append(("init_module", len(image), params))
+
+    def delete_module(self, name: str, flags: int = 0) -> None:
+        from lkm.errors import KernelError
+
+        self.calls.append(("delete_module", name, flags))
+        if name in self.fail:
+            raise KernelError(self.fail[name])
+
+
+def _kernel_ctx(crafted: ModuleDir) -> tuple[KmodContext, FakeKernel, list[str]]:
+    k = FakeKernel(
+        files={"/proc/modules": "mod_a 16384 1 - Live 0x0\nmod_b 8192 0 - Live 0x0\nodd\n",
+               "/sys/module/mod_a/initstate": "live\n", "/sys/module/mod_a/refcnt": "1\n",
+               "/sys/module/mod_a/coresize": "20480\n", "/sys/module/mod_b/initstate": "odd\n",
+               "/sys/module/mod_b/refcnt": "many\n", "/sys/module/odd/coresize": "x\n"},
+        dirs={"/sys/module/mod_a": ["initstate"], "/sys/module/mod_a/holders": ["mod_b", "x-y"],
+              "/sys/module/mod_b": ["refcnt"], "/sys/module/coming": [],
+              "/sys/module/odd": ["coresize"], "/sys/module/bi": []})
+    logged: list[str] = []
+    ctx = KmodContext(crafted, kernel=k,  # type: ignore[arg-type]
+                      log=lambda prio, where, fn, msg: logged.append(f"{where} {fn}: {msg}"))
+    return ctx, k, logged
+
+
+def test_handle_kernel_views(crafted: ModuleDir) -> None:
+    """initstate, refcnt, size and holders as libkmod reads /sys/module and /proc/modules,
+    with its errnos and messages."""
+    import errno
+
+    from lkm.kmod import BUILTIN, COMING, LIVE
+
+    ctx, _k, logged = _kernel_ctx(crafted)
+    a, b = ctx.new_from_loaded()[:2]
+    assert [m.name for m in ctx.new_from_loaded()] == ["mod_a", "mod_b", "odd"]
+    assert (a.initstate(), a.refcnt(), a.size()) == (LIVE, 1, 20480)
+    assert [h.name for h in a.holders()] == ["mod_b", "x_y"]
+    assert ctx.new_from_name("coming").initstate() == COMING
+    assert ctx.new_from_name("bi").initstate() == BUILTIN
+    assert ctx.new_from_name("gone").initstate() == -errno.ENOENT
+    assert ctx.new_from_name("gone").size() == -errno.ENOENT
+    assert not logged
+    assert b.initstate() == -errno.EINVAL
+    assert b.refcnt() == -errno.EINVAL
+    assert b.size() == 8192  # no coresize: the /proc/modules column
+    assert b.holders() == []
+    assert ctx.new_from_name("odd").size() == -errno.ENOENT
+    assert logged == [
+        "../libkmod/libkmod-module.c:1847 kmod_module_get_initstate: "
+        "unknown /sys/module/mod_b/initstate: 'odd\n'\n",
+        "../libkmod/libkmod-module.c:1967 kmod_module_get_refcnt: could not read integer "
+        "from '/sys/module/mod_b/refcnt': 'Invalid argument'\n",
+        "../libkmod/libkmod-module.c:1998 kmod_module_get_holders: could not open "
+        "'/sys/module/mod_b/holders': No such file or directory\n",
+        "../libkmod/libkmod-module.c:1886 kmod_module_get_size: failed to read coresize "
+        "from /sys/module/odd\n"]
+
+
+def test_handle_effects(crafted: ModuleDir, tmp_path: Path) -> None:
+    """insert goes to finit_module with the force flags; remove is a non-blocking
+    delete_module (O_TRUNC with REMOVE_FORCE), failures as -errno with libkmod's message."""
+    import errno
+
+    from lkm.kmod.module import INSERT_FORCE_VERMAGIC, REMOVE_FORCE, REMOVE_NOLOG
+
+    ctx, k, logged = _kernel_ctx(crafted)
+    f = tmp_path / "plain.ko"
+    f.write_bytes(b"\x7fELF" + bytes(60))
+    mod = ctx.new_from_path(str(f))
+    assert mod.insert(INSERT_FORCE_VERMAGIC, "a=1") == 0
+    assert k.calls[-1] == ("finit_module", str(f), "a=1", 2)
+    assert ctx.new_from_name("nofile").insert() == -errno.ENOENT
+    assert mod.remove() == 0 and k.calls[-1] == ("delete_module", "plain", os.O_NONBLOCK)
+    assert mod.remove(REMOVE_FORCE) == 0
+    assert k.calls[-1] == ("delete_module", "plain", os.O_NONBLOCK | os.O_TRUNC)
+    k.fail["plain"] = errno.EBUSY
+    assert mod.remove(REMOVE_NOLOG) == -errno.EBUSY and len(logged) == 1
+    assert mod.remove() == -errno.EBUSY
+    assert logged[1].endswith("could not remove 'plain': Device or resource busy\n")
+    assert logged[0].endswith("could not find module by name='nofile'\n")
+    with pytest.raises(OSError):
+        ctx.new_from_path(str(tmp_path / "missing.ko"))
+
+
+def test_handle_file_reads(tree61: Tree) -> None:
+    """info, versions and symbols of a real module; KmodError with libkmod's errno."""
+    import errno
+
+    from lkm.kmod import KmodError
+
+    ctx = KmodContext(_moddir(tree61))
+    (mod,) = ctx.lookup("jbd2")
+    info = dict(mod.info())
+    assert info["name"] == "jbd2" and info["license"] == "GPL"
+    assert ("jbd2_journal_start" in {s for _c, s in mod.symbols()})
+    assert all(not s.startswith(".") for _c, s in mod.versions())
+    with pytest.raises(KmodError) as e:
+        ctx.new_from_name("no_such_module").versions()
+    assert e.value.errno == errno.ENOENT
+    assert ctx.lookup_name("crc32c_generic") is not None

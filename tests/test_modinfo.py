@@ -310,6 +310,7 @@ def test_error_messages(tree61: Tree) -> None:
         ["no-such-module"], ["-m", "no-such-module"], [*d, "no-such-module"],
         [*d, "-m", "no-such-module"], ["-F", "nonexistent", mod], ["-F", "", mod],
         ["--field=license", "--null", mod], ["--fie", "license", mod], ["-Flicense", mod],
+        ["--=x"], ["--fi=x"], ["--nul=3"], ["--f=x", mod], ["--set-v", "1", "-n", "e1000e"],
         ["-0nF"], ["--", "-x"], ["-"], [mod, "-F", "license"], [mod, "--", "-n"],
         ["/nonexistent/x.ko"], ["bad]alias"], ["-b", "/nonexistent", "e1000e"],
         ["-k", "0.0-none", "e1000e"], [*d, "-m", "e1000e.ko"], [*d, "e1000e.ko"],
@@ -340,7 +341,7 @@ def test_multicall_link(tree61: Tree, tmp_path: Path) -> None:
 def test_parm_order_and_long_keys(tmp_path: Path, tree61: Tree) -> None:
     """Crafted .modinfo: parm/parmtype merging and order, keys longer than 15 characters
     (printf's negative width pads them), entries without '=' or ':', odd padding."""
-    from lkm.cli.modinfo import modinfo_strings
+    from lkm.module import kmod_strings as modinfo_strings
 
     src = next(p for p in tree61.modules() if p.name == "e1000e.ko").read_bytes()
     start = src.find(b"\0license=") + 1
@@ -373,7 +374,7 @@ def test_parm_order_and_long_keys(tmp_path: Path, tree61: Tree) -> None:
 
 
 def test_getopt_permutation() -> None:
-    from lkm.cli._common import getopt_long
+    from lkm.cli._getopt import getopt_long
     from lkm.cli.modinfo import LONGOPTS, SHORTOPTS
 
     opts, args = getopt_long("modinfo", ["a", "-F", "x", "b", "--null", "--", "-c"],
@@ -382,6 +383,32 @@ def test_getopt_permutation() -> None:
     opts, _ = getopt_long("modinfo", ["--auth", "--f"], SHORTOPTS, LONGOPTS)
     assert opts[0] == ("a", None) and opts[1][0] == "?"
     assert re.search("ambiguous", opts[1][1] or "")
+
+
+def test_getopt_glibc_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Optional arguments, '+' and POSIXLY_CORRECT, prefixes reporting the same key,
+    and the messages' texts (the whole word, '=value' included, for unknown and
+    ambiguous options; the full name for argument errors)."""
+    from lkm.cli._getopt import NO_ARGUMENT, OPTIONAL_ARGUMENT, REQUIRED_ARGUMENT, LongOpt
+    from lkm.cli._getopt import getopt_long as g
+
+    longs = [LongOpt("opt", OPTIONAL_ARGUMENT, "o"), LongOpt("req", REQUIRED_ARGUMENT, "r"),
+             LongOpt("ignore-a", NO_ARGUMENT, "i"), LongOpt("ignore-b", NO_ARGUMENT, "i"),
+             LongOpt("reqx", NO_ARGUMENT, "x")]
+    assert g("p", ["-o", "v", "-ov"], "o::", longs) == ([("o", None), ("o", "v")], ["v"])
+    assert g("p", ["--opt", "v", "--opt=", "--ign"], "", longs) == \
+        ([("o", None), ("o", ""), ("i", None)], ["v"])
+    assert g("p", ["--req"], "", longs)[0] == [("?", "p: option '--req' requires an argument")]
+    assert g("p", ["--re=1"], "", longs)[0] == \
+        [("?", "p: option '--re=1' is ambiguous; possibilities: '--req' '--reqx'")]
+    assert g("p", ["--reqx=1"], "", longs)[0] == \
+        [("?", "p: option '--reqx' doesn't allow an argument")]
+    assert g("p", ["--nope=1"], "", longs)[0] == [("?", "p: unrecognized option '--nope=1'")]
+    assert g("p", ["-ab", "-;"], "ab", longs)[0] == \
+        [("a", None), ("b", None), ("?", "p: invalid option -- ';'")]
+    assert g("p", ["x", "-a"], "+a", longs) == ([], ["x", "-a"])
+    monkeypatch.setenv("POSIXLY_CORRECT", "1")
+    assert g("p", ["x", "-a"], "a", longs) == ([], ["x", "-a"])
 
 
 def _write_index(path: Path, entries: list[tuple[str, str, int]]) -> None:

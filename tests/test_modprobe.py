@@ -251,11 +251,14 @@ def test_show_versions_and_exports(tree: Tree) -> None:
 def test_usage_errors(tree: Tree, tmp_path: Path) -> None:
     for args in ([], ["-q"], ["--bogus"], ["-Z"], ["-C"], ["--config"], ["-w", "x", "loop"],
                  ["--remove-h", "-n", "-q", "nothing"], ["--rem", "x"], ["--show=1", "x"],
+                 ["--sh=1", "x"], ["--rem=3"], ["--ignore-", "-n", "-q", "x"], ["--=x"],
                  ["-V"], ["--help"]):
         both(args)
     both([*tree_args(tree), "-n", "-v", "loop"], cwd=tmp_path)
     both(["-d", "relative/root", "-S", "1.2.3", "-n", "loop"], cwd=tmp_path)
     both(["-S", "0.0-none", "-n", "-v", "loop"])
+    both(["-S", "", "-n", "-v", "loop"])  # <root>/lib/modules/<release> even when empty
+    both(["-d", "", "-n", "-v", "loop"])
 
 
 def test_insmod_rmmod_lsmod_errors(tmp_path: Path) -> None:

@@ -28,7 +28,8 @@ def boot_modules(moddir: Path, wanted: Sequence[str] = HOSTFS_MODULES) -> list[t
     """The modules to insmod for ``wanted``, dependencies first (modules.dep lists them
     farthest last), each once, as decompressed ELF images; built-in ones are skipped."""
     from lkm.compress import read_module
-    from lkm.moddb import ModuleDir, normalize_name
+    from lkm.kmod.moddir import ModuleDir
+    from lkm.kmod.names import normalize_name
 
     order: list[tuple[str, bytes]] = []
     seen: set[str] = set()

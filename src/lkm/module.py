@@ -28,7 +28,7 @@ from lkm.elf import (
     Symbol,
 )
 from lkm.errors import ElfError
-from lkm.moddb import modname_from_path as _modname
+from lkm.kmod.names import modname_from_path as _modname
 
 if TYPE_CHECKING:
     from lkm.signature import ModuleSignature
@@ -41,12 +41,22 @@ MODVERSION_ENTRY_SIZE = 64
 
 
 def modname_from_path(path: str | os.PathLike[str]) -> str:
-    """kmod's module name of a file ("" for an empty basename): lkm.moddb's rule."""
+    """kmod's module name of a file ("" for an empty basename): lkm.kmod.names."""
     return _modname(os.fspath(path)) or ""
 
 
 def _dec(b: bytes | memoryview) -> str:
     return bytes(b).decode("utf-8", "surrogateescape")
+
+
+def kmod_strings(data: bytes) -> list[bytes]:
+    """libkmod-elf.c kmod_elf_get_strings: the NUL-separated strings of a section (.modinfo,
+    __ksymtab_strings), runs of NULs skipped; nothing when a single byte is left after
+    the leading NULs."""
+    stripped = data.lstrip(b"\0")
+    if len(stripped) <= 1:
+        return []
+    return [s for s in stripped.split(b"\0") if s]
 
 
 class Param(NamedTuple):
@@ -74,10 +84,17 @@ class ThisModule(NamedTuple):
 
 
 class ModuleFile:
-    """A kernel module's (decompressed) content, parsed on demand.
+    """A kernel module's (decompressed) content, parsed on demand: lkm's reader of a
+    ``.ko`` (the kernel's view of it; kmod's view of the same file is
+    :mod:`lkm.kmod.file`).
 
-    Use :meth:`open` for a file (any compression) or :meth:`from_bytes`.
-    Malformed content raises FormatError subclasses (ElfError, CompressionError,
+    :param content: the uncompressed module image (bytes, or a mapping of the file).
+    :param path: the file it came from, if any (names the module when .modinfo has no
+        ``name=``).
+    :param compression: ``"gzip"``, ``"xz"``, ``"zstd"`` when it was decompressed.
+
+    Use :meth:`open` for a file (any compression) or :meth:`from_bytes`.  Malformed
+    content raises FormatError subclasses (ElfError, CompressionError,
     SignatureError) when the affected property is first read.
     """
 
@@ -89,13 +106,24 @@ class ModuleFile:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> ModuleFile:
-        """Read ``path`` (mapped if uncompressed, else decompressed); OSError passes through."""
+        """Read a module file.
+
+        :param path: a ``.ko`` file, compressed (gzip, xz, zstd, by magic) or not.
+        :returns: the module, mapped if uncompressed, else decompressed in memory.
+        :raises OSError: the file cannot be read.
+        :raises CompressionError: a compressed stream is corrupt or too large.
+        """
         content, kind = compress.read_module(path)
         return cls(content, os.fspath(path), kind)
 
     @classmethod
     def from_bytes(cls, data: Buffer, path: str | None = None) -> ModuleFile:
-        """A module from memory; compressed data (by magic) is decompressed."""
+        """A module from memory.
+
+        :param data: the module image; compressed data (by magic) is decompressed.
+        :param path: the name to give it, if any.
+        :raises CompressionError: a compressed stream is corrupt or too large.
+        """
         kind = compress.detect(data)
         if kind is not None:
             data = compress.decompress(data, kind)
@@ -304,23 +332,55 @@ class ModuleFile:
                            "CRCs")
         return list(zip(texts, values, strict=True))
 
+    def kmod_exports(self) -> list[tuple[str, int]] | None:
+        """The exported symbols as kmod reads them (libkmod-elf.c kmod_elf_get_symbols, which
+        kmod_module_get_symbols and depmod use): THE rule.
+
+        :returns: (name, CRC) of every ``__crc_<name>`` symbol in table order if there is
+            one, the CRC resolved as kmod_elf_resolve_crc does (the symbol's value for
+            SHN_ABS or SHN_UNDEF, else the u32 at that offset of its section, 2**64 - 1
+            when it does not fit); else every string of ``__ksymtab_strings`` with CRC 0
+            (:func:`kmod_strings`); None when there is neither (libkmod: -ENOENT).
+        """
+        return self._kmod_exports(True)
+
     def export_names_for_depmod(self) -> list[str]:
-        """kmod depmod's exports of a module: the ``__crc_`` symbols (prefix stripped) if there
-        are any, else every string of ``__ksymtab_strings``."""
+        """The names of :meth:`kmod_exports` (no CRCs read), [] when there are none."""
+        return [name for name, _crc in self._kmod_exports(False) or ()]
+
+    def _kmod_exports(self, crcs: bool) -> list[tuple[str, int]] | None:
         elf = self.elf
         try:
-            names = elf.symbol_names_with_prefix(b"__crc_")
+            if crcs:
+                found = [(s.name[6:], self._kmod_crc(s)) for s in
+                         map(elf.symbol, elf.symbol_indexes_with_prefix(b"__crc_"))]
+            else:
+                found = [(n[6:], 0) for n in elf.symbol_names_with_prefix(b"__crc_")]
         except ElfError:
-            names = []
-        if names:
-            return [n[6:] for n in names]
+            found = []  # libkmod falls back to __ksymtab_strings
+        if found:
+            return found
         try:
             data = elf.section_bytes("__ksymtab_strings")
         except ElfError:
-            return []
+            return None
         if data is None:
-            return []
-        return [_dec(s) for s in bytes(data).split(b"\0") if s]
+            return None
+        return [(_dec(s), 0) for s in kmod_strings(bytes(data))]
+
+    def _kmod_crc(self, sym: Symbol) -> int:
+        """kmod_elf_resolve_crc: the CRC a ``__crc_`` symbol stands for."""
+        if sym.shndx in (SHN_UNDEF, SHN_ABS):
+            return sym.value
+        try:
+            size = self.elf.section_header(sym.shndx)[5]
+            if sym.value > (size - 4) & 0xFFFFFFFFFFFFFFFF:
+                return 0xFFFFFFFFFFFFFFFF
+            data = bytes(self.elf.section_data(sym.shndx)[sym.value:sym.value + 4])
+        except ElfError:
+            return 0xFFFFFFFFFFFFFFFF
+        return int.from_bytes(data.ljust(4, b"\0"),
+                              "little" if self.elf.little_endian else "big")
 
     @cached_property
     def exports(self) -> list[Export]:

@@ -187,7 +187,7 @@ def _cross_view(kernel: KernelBackend, p: Posture) -> None:
 
 def _signatures(kernel: KernelBackend, p: Posture, keyring: Keyring | None,
                 moddir: str | None) -> None:
-    from lkm.moddb import ModuleDir
+    from lkm.kmod.moddir import ModuleDir
     from lkm.signing import Keyring, verify_file
 
     where = moddir or kernel.module_dir() or os.path.join("/lib/modules", p.release)

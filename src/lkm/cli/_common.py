@@ -1,19 +1,30 @@
-"""Helpers shared by the kmod-compatible tools: logging, option parsing, version, output.
+"""Helpers shared by the kmod-compatible tools: logging, version, set-up.
 
 Messages follow kmod's tools: ``"<prog>: <PRIO>: msg"`` on stderr; a FATAL message
-ends the program with status 1.  Options are parsed as glibc's getopt_long does
-(argument permutation, ``--`` end marker, unambiguous long-option prefixes), with
-glibc's error texts.
+ends the program with status 1.  Options are parsed by :mod:`lkm.cli._getopt`
+(glibc's getopt_long), output by :mod:`lkm.cli._stdio` (C's stdio); their names are
+importable from here too.
 """
 
 from __future__ import annotations
 
-import contextlib
+import gc
 import os
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
+from lkm.cli._getopt import NO_ARGUMENT as NO_ARGUMENT  # cli/depmod.py imports them from here
+from lkm.cli._getopt import OPTIONAL_ARGUMENT as OPTIONAL_ARGUMENT
+from lkm.cli._getopt import REQUIRED_ARGUMENT as REQUIRED_ARGUMENT
+from lkm.cli._getopt import LongOpt as LongOpt
+from lkm.cli._getopt import getopt_long as getopt_long
+from lkm.cli._log import Fatal as Fatal
+from lkm.cli._log import Log as Log
+from lkm.cli._log import prio_name as prio_name
+from lkm.cli._stdio import Stdout as Stdout
+from lkm.cli._stdio import die_of_sigpipe as die_of_sigpipe
+from lkm.cli._stdio import write_err as write_err
 from lkm.logprio import LOG_CRIT as LOG_CRIT  # the tools import them from here
 from lkm.logprio import LOG_DEBUG as LOG_DEBUG
 from lkm.logprio import LOG_ERR as LOG_ERR
@@ -22,216 +33,102 @@ from lkm.logprio import LOG_NOTICE as LOG_NOTICE
 from lkm.logprio import LOG_WARNING as LOG_WARNING
 
 if TYPE_CHECKING:
-    from lkm.kernel.backend import KernelBackend
-    from lkm.modprobe import Modprobe
+    from lkm.kmod.context import KmodContext
 
-
-_PRIO_NAMES = {LOG_CRIT: "FATAL", LOG_ERR: "ERROR", LOG_WARNING: "WARNING",
-               LOG_NOTICE: "NOTICE", LOG_INFO: "INFO", LOG_DEBUG: "DEBUG"}
 
 # what `kmod -V` prints for Debian 12's kmod 30, which lkm's tools stand in for
 KMOD_VERSION = "30"
 KMOD_FEATURES = "+ZSTD +XZ -ZLIB +LIBCRYPTO -EXPERIMENTAL"
 
 
-class Fatal(SystemExit):
-    """Raised by Log.fatal after printing: the tool ends with status 1."""
-
-    def __init__(self) -> None:
-        super().__init__(1)
-
-
-_LIB_PRIO_NAMES = {0: "EMERGENCY", 1: "ALERT", LOG_CRIT: "CRITICAL", LOG_ERR: "ERROR",
-                   LOG_WARNING: "WARNING", LOG_NOTICE: "NOTICE", LOG_INFO: "INFO",
-                   LOG_DEBUG: "DEBUG"}
-
-
-def prio_name(prio: int, lib: bool = False) -> str:
-    """The priority's name in the tools' messages (``lib``: in libkmod's own)."""
-    if lib:
-        return _LIB_PRIO_NAMES.get(prio, f"L:{prio}")
-    return _PRIO_NAMES.get(prio, f"LOG-{prio:03d}")
-
-
-class Log:
-    """kmod's tools/log.c: ``<prog>: <PRIO>: msg`` on stderr, filtered by priority.
-
-    ``kmod_log`` says whether libkmod's own messages go through the tool's logger
-    (kmod's log_setup_kmod_log) or libkmod's default ``libkmod: <fn>: msg``.
-    """
-
-    def __init__(self, prog: str, priority: int = LOG_WARNING, *, use_syslog: bool = False,
-                 kmod_log: bool = False) -> None:
-        self.prog = prog
-        self.priority = priority
-        self.use_syslog = use_syslog
-        self.kmod_log = kmod_log
-        self.lib_priority = priority if kmod_log else _libkmod_priority()
-
-    def log(self, prio: int, msg: str) -> None:
-        """Print ``msg`` (a newline is added if missing) at priority ``prio``."""
-        if prio > self.priority:
-            return
-        if not msg.endswith("\n"):
-            msg += "\n"
-        if self.use_syslog:
-            import syslog
-
-            syslog.openlog(self.prog, syslog.LOG_CONS, syslog.LOG_DAEMON)
-            syslog.syslog(prio, f"{prio_name(prio)}: {msg}")
-        else:
-            write_err(f"{self.prog}: {prio_name(prio)}: {msg}")
-        if prio <= LOG_CRIT:
-            raise Fatal()
-
-    def fatal(self, msg: str) -> None:
-        self.log(LOG_CRIT, msg)
-
-    def error(self, msg: str) -> None:
-        self.log(LOG_ERR, msg)
-
-    def warning(self, msg: str) -> None:
-        self.log(LOG_WARNING, msg)
-
-    def notice(self, msg: str) -> None:
-        self.log(LOG_NOTICE, msg)
-
-    def info(self, msg: str) -> None:
-        self.log(LOG_INFO, msg)
-
-    def debug(self, msg: str) -> None:
-        self.log(LOG_DEBUG, msg)
-
-    def lib(self, prio: int, where: str, fn: str, msg: str) -> None:
-        """A libkmod message from function ``fn`` at ``where`` ("../libkmod/<file>.c:<line>",
-        as Debian's build, with debug on, prints it); libkmod's default priority is ERR
-        (or $KMOD_LOG)."""
-        if prio > self.lib_priority:
-            return
-        if not msg.endswith("\n"):
-            msg += "\n"
-        if not self.kmod_log:
-            write_err(f"libkmod: {prio_name(prio, lib=True)} {where} {fn}: {msg}")
-        elif self.use_syslog:
-            import syslog
-
-            syslog.syslog(prio, f"{prio_name(prio)}: {where} {fn}() {msg}")
-        else:
-            write_err(f"{self.prog}: {prio_name(prio)}: {where} {fn}() {msg}")
-
-
-def _libkmod_priority() -> int:
-    """libkmod's log priority: LOG_ERR unless $KMOD_LOG says otherwise."""
-    env = os.environ.get("KMOD_LOG")
-    if env is None:
-        return LOG_ERR
-    digits = len(env) - len(env.lstrip("+-0123456789"))
-    head, rest = env[:digits], env[digits:]
-    if head and (not rest or rest[0].isspace()):
-        try:
-            return int(head)
-        except ValueError:
-            return 0
-    for word, prio in (("err", LOG_ERR), ("info", LOG_INFO), ("debug", LOG_DEBUG)):
-        if env.startswith(word):
-            return prio
-    return 0
-
-
-def write_err(text: str) -> None:
-    """Write to stderr unbuffered, as C's stderr (bytes survive via surrogateescape)."""
-    with contextlib.suppress(BrokenPipeError, ValueError):
-        sys.stdout.flush()
-    data = text.encode("utf-8", "surrogateescape")
-    try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):
-        sys.stderr.write(text)
-        return
-    sys.stderr.flush()
-    while data:
-        try:
-            n = os.write(fd, data)
-        except BrokenPipeError:
-            return
-        data = data[n:]
-
-
-def print_version(out: Output | None = None) -> None:
+def print_version(out: Stdout | None = None) -> None:
     """kmod's ``-V`` output (the version of kmod whose behaviour lkm reproduces)."""
-    text = f"kmod version {KMOD_VERSION}\n{KMOD_FEATURES}\n".encode()
+    text = f"kmod version {KMOD_VERSION}\n{KMOD_FEATURES}\n"
     if out is None:
-        write_out(text)
+        sys.stdout.write(text)
+        sys.stdout.flush()
     else:
         out.write(text)
 
 
-def write_out(data: bytes) -> None:
-    """Write bytes to stdout through Python's buffer."""
-    sys.stdout.flush()
-    sys.stdout.buffer.write(data)
-
-
-class Output:
-    """Buffered bytes to stdout, like C's stdout: fully buffered on a pipe or file,
-    written at once on a terminal."""
-
-    def __init__(self, limit: int = 1 << 16) -> None:
-        self._parts: list[bytes] = []
-        self._size = 0
-        try:
-            tty = os.isatty(sys.stdout.fileno())
-        except (AttributeError, OSError, ValueError):
-            tty = False
-        self._limit = 0 if tty else limit
-
-    def write(self, data: bytes) -> None:
-        self._parts.append(data)
-        self._size += len(data)
-        if self._size >= self._limit:
-            self.flush()
-
-    def text(self, s: str) -> None:
-        self.write(s.encode("utf-8", "surrogateescape"))
-
-    def flush(self) -> None:
-        if not self._parts:
-            return
-        data = b"".join(self._parts)
-        self._parts.clear()
-        self._size = 0
-        buf = sys.stdout.buffer
-        try:
-            buf.write(data)
-            buf.flush()
-        except BrokenPipeError:
-            die_of_sigpipe()
-
-
-def die_of_sigpipe() -> None:
-    """End as a C tool writing to a closed pipe does: killed by SIGPIPE."""
-    import signal
-
-    with contextlib.suppress(OSError, ValueError):
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # nothing left to flush at exit
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGPIPE)
-    raise SystemExit(141)  # not reached
-
-
-def running_context(log: Log, *, lib_log: bool = True) -> tuple[KernelBackend, Modprobe]:
-    """insmod's, rmmod's and lsmod's set-up: the running (or virtual) kernel and its
-    context, the diagnostics of reading its configuration printed through ``log``
-    (``lib_log``: libkmod's later messages too)."""
+def open_context(log: Log, root: str | None = None, release: str | None = None,
+                 config_paths: Sequence[str] | None = (), *, lib_log: bool = True
+                 ) -> KmodContext:
+    """kmod_new as the tools call it: the libkmod context of the running (or virtual)
+    kernel (:meth:`lkm.kmod.KmodContext.for_kernel`; by default without modprobe.d, as
+    insmod, rmmod and lsmod), the diagnostics of reading its configuration printed
+    through ``log`` (``lib_log``: libkmod's later messages too)."""
     from lkm.kernel.target import get_backend
-    from lkm.modprobe import running_kernel_context
+    from lkm.kmod.context import KmodContext
 
-    kernel = get_backend()
-    ctx = running_kernel_context(kernel, log.lib if lib_log else None)
+    ctx = KmodContext.for_kernel(get_backend(), root, release, config_paths,
+                                 log=log.lib if lib_log else None)
+    assert ctx.config is not None
     for prio, where, fn, msg in ctx.config.messages:
         log.lib(prio, where, fn, msg)
-    return kernel, ctx
+    return ctx
+
+
+def run_whole(tool: str, argv: list[str], body: Callable[[], int],
+              cleanup: Callable[[], None]) -> int:
+    """Run a tool's ``body`` with the cyclic garbage collector off (thousands of
+    short-lived objects, no reference cycles: it only costs time), a Fatal message
+    giving status 1, ``cleanup`` (flushing output) at the end; when this process is
+    just that tool, exit at once without the interpreter's teardown."""
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        rc = body()
+    except Fatal:
+        rc = 1
+    finally:
+        cleanup()
+        if gc_was_enabled:
+            gc.enable()
+    if whole_process(tool, argv):
+        fast_exit(rc)
+    return rc
+
+
+def whole_process(tool: str, argv: list[str]) -> bool:
+    """True when this process is lkm run as ``tool`` (its main script is lkm's and
+    ``argv`` is its command line), not a call from other Python code."""
+    main = sys.modules.get("__main__")
+    script = os.path.basename(getattr(main, "__file__", None) or "")
+    if script not in ("lkm", tool) and getattr(main, "__package__", None) != "lkm":
+        return False
+    return argv == sys.argv[1:] or (argv == sys.argv[2:] and sys.argv[1:2] == [tool])
+
+
+def fast_exit(rc: int) -> None:
+    """End the process now: flush, then skip the interpreter's teardown, which only frees
+    memory (thousands of objects after a run over a whole tree)."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        return  # let the normal exit path report or ignore it
+    os._exit(rc)
+
+
+def strtoul(s: str) -> int:
+    """C ``strtoul(s, &end, 0)`` that must consume the whole non-empty string;
+    ValueError otherwise."""
+    body = s.lstrip(" \t\n\v\f\r")
+    neg = body.startswith("-")
+    if body[:1] in "+-":
+        body = body[1:]
+    if not body:
+        raise ValueError(s)
+    if body[:2].lower() == "0x" and len(body) > 2:
+        v = int(body[2:], 16)
+    elif body.startswith("0") and len(body) > 1:
+        v = int(body[1:], 8)
+    else:
+        if not body.isdigit():
+            raise ValueError(s)
+        v = int(body)
+    return (-v) & 0xFFFFFFFFFFFFFFFF if neg else v
 
 
 def parse_init_results(items: Sequence[str]) -> dict[str, int]:
@@ -248,119 +145,3 @@ def parse_init_results(items: Sequence[str]) -> dict[str, int]:
             raise ValueError(f"--init wants MODULE=RET, not '{item}'")
         results[name.replace("-", "_")] = ret
     return results
-
-
-# --------------------------------------------------------------------------- getopt_long
-
-NO_ARGUMENT = 0
-REQUIRED_ARGUMENT = 1
-OPTIONAL_ARGUMENT = 2
-
-
-class LongOpt(NamedTuple):
-    """A long option: its name, whether it takes an argument, the key reported for it."""
-
-    name: str
-    has_arg: int
-    key: str  # the short option letter (or any key) reported for it
-
-
-def getopt_long(prog: str, argv: Sequence[str], shortopts: str,
-                longopts: Sequence[LongOpt] = ()) -> tuple[list[tuple[str, str | None]], list[str]]:
-    """Parse ``argv`` (without argv[0]) like glibc's getopt_long.
-
-    Returns ([(key, argument or None)...], operands).  Options and operands may be
-    mixed (GNU permutation) unless ``shortopts`` starts with ``+`` or
-    $POSIXLY_CORRECT is set.  A bad option ends the list with ``("?", message)``
-    (glibc's message, no newline): like getopt, the options before it still count,
-    so the caller handles entries in order and prints the message on reaching it.
-    """
-    posix = shortopts.startswith("+") or "POSIXLY_CORRECT" in os.environ
-    shortopts = shortopts.lstrip("+-:")
-    short: dict[str, int] = {}
-    i = 0
-    while i < len(shortopts):
-        c = shortopts[i]
-        n = 0
-        while i + 1 + n < len(shortopts) and shortopts[i + 1 + n] == ":" and n < 2:
-            n += 1
-        short[c] = n
-        i += 1 + n
-    opts: list[tuple[str, str | None]] = []
-    operands: list[str] = []
-    args = list(argv)
-    k = 0
-    while k < len(args):
-        a = args[k]
-        k += 1
-        if a == "--":
-            operands.extend(args[k:])
-            break
-        if a.startswith("--"):
-            k = _long(prog, a, args, k, longopts, opts)
-            if opts and opts[-1][0] == "?":
-                break
-            continue
-        if not a.startswith("-") or a == "-":
-            operands.append(a)
-            if posix:
-                operands.extend(args[k:])
-                break
-            continue
-        j = 1
-        while j < len(a):
-            c = a[j]
-            j += 1
-            if c not in short or c == ":":
-                opts.append(("?", f"{prog}: invalid option -- '{c}'"))
-                return opts, operands
-            kind = short[c]
-            if kind == NO_ARGUMENT:
-                opts.append((c, None))
-                continue
-            if j < len(a):
-                opts.append((c, a[j:]))
-            elif kind == OPTIONAL_ARGUMENT:
-                opts.append((c, None))
-            elif k < len(args):
-                opts.append((c, args[k]))
-                k += 1
-            else:
-                opts.append(("?", f"{prog}: option requires an argument -- '{c}'"))
-                return opts, operands
-            break
-    return opts, operands
-
-
-def _long(prog: str, a: str, args: list[str], k: int, longopts: Sequence[LongOpt],
-          opts: list[tuple[str, str | None]]) -> int:
-    body = a[2:]
-    name, eq, value = body.partition("=")
-    exact = [o for o in longopts if o.name == name]
-    if exact:
-        opt = exact[0]
-    else:
-        cands = [o for o in longopts if o.name.startswith(name)] if name else []
-        if not cands:
-            opts.append(("?", f"{prog}: unrecognized option '--{body}'"))
-            return k
-        first = cands[0]
-        if any((o.has_arg, o.key) != (first.has_arg, first.key) for o in cands[1:]):
-            poss = "".join(f" '--{o.name}'" for o in cands)
-            opts.append(("?", f"{prog}: option '--{name}' is ambiguous; possibilities:{poss}"))
-            return k
-        opt = first
-    if eq:
-        if opt.has_arg == NO_ARGUMENT:
-            opts.append(("?", f"{prog}: option '--{opt.name}' doesn't allow an argument"))
-            return k
-        opts.append((opt.key, value))
-    elif opt.has_arg == REQUIRED_ARGUMENT:
-        if k >= len(args):
-            opts.append(("?", f"{prog}: option '--{opt.name}' requires an argument"))
-            return k
-        opts.append((opt.key, args[k]))
-        k += 1
-    else:
-        opts.append((opt.key, None))
-    return k

@@ -102,7 +102,8 @@ def _terminate(signum: int, _frame: object) -> None:
 
 def _run(prog: str, argv: list[str], log: Log) -> int:
     from lkm import depmod as dm
-    from lkm.moddb import ModuleDir, make_absolute
+    from lkm.kmod.moddir import ModuleDir
+    from lkm.kmod.names import make_absolute
 
     opts, operands = getopt_long(prog, argv, SHORTOPTS, LONGOPTS)
     all_ = maybe_all = False

@@ -9,6 +9,7 @@ import json
 import os
 import sys
 
+from lkm.cli._getopt import NO_ARGUMENT, REQUIRED_ARGUMENT, LongOpt, getopt_long
 from lkm.kernel.printk import LEVEL_NAMES
 
 USAGE = """\
@@ -23,37 +24,46 @@ usage: lkm --virtual DIR dmesg [options]
 """
 
 
+SHORTOPTS = "trxl:cCh"
+LONGOPTS = (
+    LongOpt("notime", NO_ARGUMENT, "t"),
+    LongOpt("raw", NO_ARGUMENT, "r"),
+    LongOpt("decode", NO_ARGUMENT, "x"),
+    LongOpt("level", REQUIRED_ARGUMENT, "l"),
+    LongOpt("read-clear", NO_ARGUMENT, "c"),
+    LongOpt("clear", NO_ARGUMENT, "C"),
+    LongOpt("json", NO_ARGUMENT, "json"),
+    LongOpt("help", NO_ARGUMENT, "h"),
+)
+
+
 def main(prog: str, argv: list[str]) -> int:
     notime = raw = decode = clear_after = clear_only = as_json = False
     levels: set[int] | None = None
-    args = list(argv)
-    while args:
-        a = args.pop(0)
-        if a in ("-h", "--help"):
+    opts, args = getopt_long("dmesg", argv, SHORTOPTS, LONGOPTS)  # util-linux's getopt_long
+    for key, val in opts:
+        if key == "h":
             sys.stdout.write(USAGE)
             return 0
-        if a in ("-t", "--notime"):
-            notime = True
-        elif a in ("-r", "--raw"):
-            raw = True
-        elif a in ("-x", "--decode"):
-            decode = True
-        elif a in ("-c", "--read-clear"):
-            clear_after = True
-        elif a in ("-C", "--clear"):
-            clear_only = True
-        elif a == "--json":
-            as_json = True
-        elif a in ("-l", "--level") or a.startswith("--level="):
-            spec = a.split("=", 1)[1] if "=" in a else (args.pop(0) if args else "")
+        if key == "?":
+            sys.stderr.write(f"{val}\n{USAGE}")
+            return 1
+        notime |= key == "t"
+        raw |= key == "r"
+        decode |= key == "x"
+        clear_after |= key == "c"
+        clear_only |= key == "C"
+        as_json |= key == "json"
+        if key == "l":
+            spec = val or ""
             try:
                 levels = {LEVEL_NAMES.index(x.strip()) for x in spec.split(",") if x.strip()}
             except ValueError:
                 sys.stderr.write(f"dmesg: unknown level '{spec}'\n")
                 return 1
-        else:
-            sys.stderr.write(f"dmesg: invalid option -- '{a}'\n{USAGE}")
-            return 1
+    if args:
+        sys.stderr.write(f"dmesg: bad usage: {args[0]}\n{USAGE}")
+        return 1
     vdir = os.environ.get("LKM_VIRTUAL")
     if not vdir:
         sys.stderr.write("lkm dmesg: reads a virtual kernel's log: give --virtual DIR\n")

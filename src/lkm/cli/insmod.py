@@ -1,4 +1,5 @@
-"""``lkm insmod``: kmod 30's insmod (load one module file, no dependencies)."""
+"""``lkm insmod``: kmod 30's insmod (tools/insmod.c): load one module file, no
+dependencies."""
 
 from __future__ import annotations
 
@@ -6,16 +7,9 @@ import errno
 import os
 import sys
 
-from lkm.cli._common import (
-    NO_ARGUMENT,
-    Fatal,
-    Log,
-    LongOpt,
-    getopt_long,
-    print_version,
-    running_context,
-    write_err,
-)
+from lkm.cli._common import Fatal, Log, open_context, print_version, write_err
+from lkm.cli._getopt import NO_ARGUMENT, LongOpt, getopt_long
+from lkm.kmod.module import INSERT_FORCE_MODVERSION, INSERT_FORCE_VERMAGIC
 
 LONGOPTS = [LongOpt("version", NO_ARGUMENT, "V"), LongOpt("help", NO_ARGUMENT, "h")]
 
@@ -50,12 +44,12 @@ def main(prog: str, argv: list[str]) -> int:
 def _main(prog: str, argv: list[str]) -> int:
     log = Log(prog)
     opts, args = getopt_long(prog, argv, "psfVh", LONGOPTS)
-    force = False
+    flags = 0
     for key, val in opts:
         if key in ("p", "s"):
             continue  # accepted for compatibility, ignored
         if key == "f":
-            force = True
+            flags = INSERT_FORCE_MODVERSION | INSERT_FORCE_VERMAGIC
         elif key == "h":
             sys.stdout.write(HELP.format(p=prog))
             return 0
@@ -74,18 +68,13 @@ def _main(prog: str, argv: list[str]) -> int:
         return 1
     options = " ".join(args[1:])
 
-    from lkm.moddb import make_absolute
-    from lkm.modprobe import insert_file
-
-    kernel, _ctx = running_context(log, lib_log=False)
-    path = make_absolute(filename)
+    ctx = open_context(log)
     try:
-        os.stat(path)
+        mod = ctx.new_from_path(filename)
     except OSError as e:
         log.error(f"could not load module {filename}: {os.strerror(e.errno or errno.ENOENT)}\n")
         return 1
-    err, _loaded = insert_file(kernel, path, options, force_vermagic=force,
-                               force_modversion=force)
+    err = mod.insert(flags, options)
     if err < 0:
         log.error(f"could not insert module {filename}: {mod_strerror(-err)}\n")
         return 1

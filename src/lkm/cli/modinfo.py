@@ -1,37 +1,21 @@
-"""``modinfo``: show the .modinfo of modules, byte for byte as Debian's kmod 30 does.
+"""``modinfo``: show the .modinfo of modules, byte for byte as Debian's kmod 30 does
+(tools/modinfo.c: the options, the three kinds of argument, the printing).
 
-Arguments are module files (a regular file ending in ``.ko``, ``.ko.xz`` or
-``.ko.zst``), or names and aliases looked up in the module directory's indexes
-(``-m``: module names only).  Built-in modules come from modules.builtin and
-modules.builtin.modinfo.
+Arguments are module files (a regular file ending in one of
+:data:`lkm.kmod.KMOD_EXTENSIONS`), or names and aliases looked up by the libkmod
+context (``-m``: module names only).  The work is :mod:`lkm.kmod`'s.
 """
 
 from __future__ import annotations
 
 import errno
-import mmap
 import os
 import stat
-from dataclasses import dataclass
 
-from lkm.cli._common import (
-    LOG_ERR,
-    NO_ARGUMENT,
-    REQUIRED_ARGUMENT,
-    Log,
-    LongOpt,
-    Output,
-    getopt_long,
-    print_version,
-)
-from lkm.errors import FormatError, InvalidAlias, LkmError, ModuleNotFound
-from lkm.moddb import (
-    Found,
-    ModuleDir,
-    has_module_extension,
-    make_absolute,
-    modname_from_path,
-)
+from lkm.cli._common import Log, Stdout, print_version, write_err
+from lkm.cli._getopt import NO_ARGUMENT, REQUIRED_ARGUMENT, LongOpt, getopt_long
+from lkm.errors import InvalidAlias
+from lkm.kmod import KmodContext, KmodError, KmodModule, ModuleDir, has_module_extension
 
 SHORTOPTS = "adlpn0mF:k:b:Vh"
 LONGOPTS = (
@@ -70,144 +54,42 @@ Options:
 """
 
 
-def _enc(s: str) -> bytes:
-    return s.encode("utf-8", "surrogateescape")
-
-
 def _dec(b: bytes) -> str:
     return b.decode("utf-8", "surrogateescape")
 
 
-class _InfoError(Exception):
-    """kmod_module_get_info failed with ``errno``."""
-
-    def __init__(self, err: int) -> None:
-        super().__init__(os.strerror(err))
-        self.errno = err
-
-
-@dataclass
-class _Module:
-    """A module as libkmod's modinfo sees it: a name, maybe a path, a built-in state."""
-
-    name: str
-    path: str | None = None
-    builtin: bool | None = None  # None: ask modules.builtin.bin when needed
-    dep_done: bool = False  # modules.dep was consulted for the path
-
-
-def read_module_info(path: str) -> list[tuple[bytes, bytes]]:
-    """kmod_module_get_info of a module file: the .modinfo strings split at the first
-    ``=`` (file order), then the signature entries.
-
-    The file is read as Debian's kmod 30 reads it (xz and zstd by magic; no zlib, so
-    a gzip stream is not a module).  Raises OSError or FormatError (whose ``errno`` is
-    kmod's) when it is not a module, _InfoError(ENOENT) when it has no .modinfo.
-    """
-    from lkm import signature
-    from lkm.module import ModuleFile
-
-    content = _read(path)
-    _identify(content)
-    # the mapping is released with the last view of it, when this returns
-    elf = ModuleFile(content, path).elf
-    try:
-        data = elf.section_bytes(".modinfo")
-    except FormatError:
-        data = None  # libkmod skips a section header it cannot use
-    if data is None:
-        raise _InfoError(errno.ENOENT)
-    out = [(key, value) for key, _, value in
-           (s.partition(b"=") for s in modinfo_strings(bytes(data)))]
-    for key_s, value_s in signature.modinfo_fields(memoryview(content)):
-        out.append((_enc(key_s), _enc(value_s)))
-    return out
-
-
-def _read(path: str) -> bytes | mmap.mmap:
-    """kmod_file_open: at least 6 bytes (EINVAL), decompressed by magic, else mapped."""
-    from lkm import compress
-
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        head = os.pread(fd, 6, 0)
-        if len(head) < 6:
-            raise _InfoError(errno.EINVAL)
-        kind = compress.detect(head)
-        if kind in ("xz", "zstd"):
-            chunks = []
-            while True:
-                b = os.read(fd, 1 << 20)
-                if not b:
-                    break
-                chunks.append(b)
-            data: bytes = compress.decompress(b"".join(chunks), kind)
-            return data
-        return mmap.mmap(fd, 0, prot=mmap.PROT_READ)
-    finally:
-        os.close(fd)
-
-
-def _identify(content: bytes | mmap.mmap) -> None:
-    """libkmod's elf_identify: its errno for a file that is not a usable ELF header."""
-    n = len(content)
-    if n <= 16 or content[:4] != b"\x7fELF":
-        raise _InfoError(errno.ENOEXEC)
-    ei_class, ei_data = content[4], content[5]
-    if ei_class not in (1, 2) or n <= (52 if ei_class == 1 else 64) or ei_data not in (1, 2):
-        raise _InfoError(errno.EINVAL)
-
-
-def modinfo_strings(data: bytes) -> list[bytes]:
-    """libkmod's kmod_elf_get_strings: the NUL-separated strings of a section, runs of
-    NULs skipped; nothing if a single byte is left after the leading NULs."""
-    stripped = data.lstrip(b"\0")
-    if len(stripped) <= 1:
-        return []
-    return [s for s in stripped.split(b"\0") if s]
-
-
 class Modinfo:
-    """One modinfo run: options, the module directory, output and status."""
+    """One modinfo run: the context, the field and separator asked for, output."""
 
-    def __init__(self, prog: str, log: Log, out: Output, moddir: ModuleDir, field: str | None,
+    def __init__(self, log: Log, out: Stdout, ctx: KmodContext, field: str | None,
                  separator: bytes) -> None:
-        self.prog = prog
         self.log = log
         self.out = out
-        self.moddir = moddir
+        self.ctx = ctx
         self.field = field
-        self.bfield = _enc(field) if field is not None else None
+        self.bfield = field.encode("utf-8", "surrogateescape") if field is not None else None
         self.sep = separator
 
-    # -- argument kinds
+    # -- argument kinds (modinfo_path_do, modinfo_name_do, modinfo_alias_do)
 
     def by_path(self, path: str) -> int:
-        abspath = make_absolute(path)
-        name = None
         try:
-            os.stat(abspath)
-            name = modname_from_path(path)
-        except (OSError, ValueError):
-            pass
-        if name is None:
+            mod = self.ctx.new_from_path(path)
+        except OSError as e:
             self.log.error(f"Module file {path} not found.")
-            return -errno.ENOENT
-        return self.show(_Module(name, abspath, builtin=False, dep_done=True))
+            return -(e.errno or errno.ENOENT)
+        return self.show(mod)
 
     def by_name(self, name: str) -> int:
-        try:
-            found = self.moddir.lookup_modname(name)
-        except LkmError:
-            found = None
-        if found is None:
+        mod = self.ctx.lookup_name(name)
+        if mod is None:
             self.log.error(f"Module name {name} not found.")
             return -errno.ENOENT
-        return self.show(self._module(found))
+        return self.show(mod)
 
     def by_alias(self, alias: str) -> int:
         try:
-            found = self.moddir.lookup(alias)
+            found = self.ctx.lookup(alias)
         except InvalidAlias:
             self.log.error(f"Module alias {alias} not found.")
             return -errno.EINVAL
@@ -215,114 +97,45 @@ class Modinfo:
             self.log.error(f"Module {alias} not found.")
             return -errno.ENOENT
         err = 0
-        # libkmod hands out one object per name (and alias): a module matched twice is
-        # printed twice but resolved once
-        pool: dict[tuple[str, str | None], _Module] = {}
-        mods = []
-        for f in found:
-            key = (f.name, f.alias)
-            if key not in pool:
-                pool[key] = self._module(f)
-            mods.append(pool[key])
-        for m in mods:
-            r = self.show(m)
+        for mod in found:
+            r = self.show(mod)
             if r < 0:
                 err = r
         return err
 
-    def _module(self, found: Found) -> _Module:
-        m = _Module(found.name, builtin=found.builtin)
-        if found.dep is not None:
-            m.dep_done = True
-            m.path = found.dep.path
-            self._check_deps(found.dep.deps)
-        return m
-
-    def _check_deps(self, deps: tuple[str, ...]) -> None:
-        """libkmod creates every dependency from its path (a stat each) and logs failures."""
-        for dep in deps:
-            try:
-                os.stat(dep)
-            except OSError as e:
-                self.log.lib(LOG_ERR, "../libkmod/libkmod-module.c:191",
-                             "kmod_module_parse_depline",
-                             f"ctx={id(self.moddir):#x} path={dep} "
-                             f"error={os.strerror(e.errno or errno.ENOENT)}")
-                return
-            except ValueError:
-                return
-
-    def _path(self, m: _Module) -> str | None:
-        """kmod_module_get_path: the known path, else modules.dep's (looked up once)."""
-        if m.path is not None or m.dep_done:
-            return m.path
-        m.dep_done = True
-        entry = self.moddir.lookup_name(m.name)
-        if entry is not None:
-            m.path = entry.path
-            self._check_deps(entry.deps)
-        return m.path
-
-    def _is_builtin(self, m: _Module) -> bool:
-        if m.builtin is None:
-            m.builtin = self.moddir.is_builtin(m.name)
-        return m.builtin
-
-    def _info(self, m: _Module) -> list[tuple[bytes, bytes]]:
-        """kmod_module_get_info; raises _InfoError with kmod's errno."""
-        if self._is_builtin(m):
-            try:
-                strings = self.moddir.builtin_modinfo_strings(m.name)
-            except OSError as e:
-                raise _InfoError(e.errno or errno.EIO) from None
-            except ModuleNotFound:
-                raise _InfoError(errno.ENOSYS) from None
-            except FormatError:
-                raise _InfoError(errno.EINVAL) from None
-            return [(k, v) for k, _, v in (s.partition(b"=") for s in strings)]
-        path = self._path(m)
-        if path is None:
-            raise _InfoError(errno.ENOENT)
-        try:
-            return read_module_info(path)
-        except OSError as e:
-            raise _InfoError(e.errno or errno.EIO) from None
-        except FormatError as e:
-            raise _InfoError(getattr(e, "errno", errno.EINVAL)) from None
-        except ValueError:
-            raise _InfoError(errno.EINVAL) from None
-
     # -- output
 
-    def show(self, m: _Module) -> int:
+    def show(self, mod: KmodModule) -> int:
         """modinfo_do: print one module."""
-        out, sep, field = self.out, self.sep, self.field
-        filename = self._path(m)
+        out, sep, field = self.out.write_bytes, self.sep, self.field
+        filename = mod.path()
         is_builtin = filename is None
         if filename is None:
+            name = mod.name.encode("utf-8", "surrogateescape")
             if field is None:
-                out.write(b"name:           " + _enc(m.name) + sep)
+                out(b"name:           " + name + sep)
             elif field == "name":
-                out.write(_enc(m.name) + sep)
+                out(name + sep)
             filename = "(builtin)"
+        bfilename = filename.encode("utf-8", "surrogateescape")
         if field == "filename":
-            out.write(_enc(filename) + sep)
+            out(bfilename + sep)
             return 0
         if field is None:
-            out.write(b"filename:       " + _enc(filename) + sep)
+            out(b"filename:       " + bfilename + sep)
         try:
-            info = self._info(m)
-        except _InfoError as e:
+            info = mod.info_raw()
+        except KmodError as e:
             if is_builtin and e.errno == errno.ENOENT:
                 return 0  # an old kernel without modules.builtin.modinfo
-            self.log.error(f"could not get modinfo from '{m.name}': {os.strerror(e.errno)}")
+            self.log.error(f"could not get modinfo from '{mod.name}': {os.strerror(e.errno)}")
             return -e.errno
         if field == "parm":
             self._params(info, True)
             return 0
         bfield = self.bfield
         if bfield is not None:
-            out.write(b"".join(value + sep for key, value in info if key == bfield))
+            out(b"".join(value + sep for key, value in info if key == bfield))
             return 0
         parts: list[bytes] = []
         parms: list[tuple[bytes, bytes]] = []
@@ -334,7 +147,7 @@ class Modinfo:
             else:
                 # printf("%s:%-*s%s"): a negative width pads to its absolute value
                 parts.append(key + b":" + b" " * abs(15 - len(key)) + value + sep)
-        out.write(b"".join(parts))
+        out(b"".join(parts))
         if parms:
             self._params(parms, False)
         return 0
@@ -366,7 +179,7 @@ class Modinfo:
                 lines.append(head + name + b":" + desc + b" (" + typ + b")" + sep)
             else:
                 lines.append(head + name + b":" + desc + sep)
-        self.out.write(b"".join(lines))
+        self.out.write_bytes(b"".join(lines))
 
 
 def is_module_filename(name: str) -> bool:
@@ -380,7 +193,7 @@ def is_module_filename(name: str) -> bool:
 
 def main(prog: str, argv: list[str]) -> int:
     log = Log(prog)
-    out = Output()
+    out = Stdout()
     field: str | None = None
     separator = b"\n"
     arg_is_modname = False
@@ -401,7 +214,7 @@ def main(prog: str, argv: list[str]) -> int:
         elif key == "b":
             root = value
         elif key == "h":
-            out.text(HELP.format(prog=prog))
+            out.write(HELP.format(prog=prog))
             out.flush()
             return 0
         elif key == "V":
@@ -409,15 +222,16 @@ def main(prog: str, argv: list[str]) -> int:
             out.flush()
             return 0
         else:  # "?": getopt's message
-            from lkm.cli._common import write_err
-
             write_err(f"{value}\n")
             return 1
     if not args:
         log.error("missing module or filename.")
         return 1
+    # kmod_new(dirname, NULL config): no modprobe.d (its modules.softdep and the kernel
+    # command line, which libkmod reads too, can add no alias or command)
     moddir = ModuleDir.for_release(root, kversion)
-    run = Modinfo(prog, log, out, moddir, field, separator)
+    ctx = KmodContext(moddir, log=log.lib)
+    run = Modinfo(log, out, ctx, field, separator)
     err = 0
     try:
         for name in args:
@@ -429,6 +243,7 @@ def main(prog: str, argv: list[str]) -> int:
                 r = run.by_alias(name)
             if r < 0:
                 err = r
+            ctx.release()  # kmod_module_unref: the handles of one argument are freed
     finally:
         out.flush()
         moddir.close()

@@ -1,67 +1,54 @@
-"""``lkm modprobe``: kmod 30's modprobe (load and remove with dependencies, queries)."""
+"""``lkm modprobe``: kmod 30's modprobe (tools/modprobe.c): options, messages, printing.
+
+The work is the libkmod layer's (:mod:`lkm.kmod`: lookup, probe list, loading) and
+:class:`lkm.modprobe.Remover`'s (``-r``).
+"""
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import gc
 import os
 import sys
-from typing import Literal
+from typing import TYPE_CHECKING
 
 from lkm.cli._common import (
-    LOG_CRIT,
-    LOG_ERR,
-    LOG_INFO,
-    LOG_WARNING,
-    NO_ARGUMENT,
-    REQUIRED_ARGUMENT,
-    Fatal,
     Log,
-    LongOpt,
-    die_of_sigpipe,
-    getopt_long,
+    Stdout,
+    open_context,
     print_version,
+    run_whole,
+    strtoul,
     write_err,
 )
+from lkm.cli._getopt import NO_ARGUMENT, REQUIRED_ARGUMENT, LongOpt, getopt_long
+from lkm.kmod.errors import KmodError
+from lkm.logprio import LOG_CRIT, LOG_ERR, LOG_INFO, LOG_WARNING
+
+if TYPE_CHECKING:
+    from lkm.kmod.context import KmodContext
 
 SHORTOPTS = "arw:RibfDcnC:d:S:sqvVh"
-LONGOPTS = [
-    LongOpt("all", NO_ARGUMENT, "a"),
-    LongOpt("remove", NO_ARGUMENT, "r"),
-    LongOpt("remove-dependencies", NO_ARGUMENT, "5"),
-    LongOpt("remove-holders", NO_ARGUMENT, "5"),
-    LongOpt("wait", REQUIRED_ARGUMENT, "w"),
-    LongOpt("resolve-alias", NO_ARGUMENT, "R"),
-    LongOpt("first-time", NO_ARGUMENT, "3"),
-    LongOpt("ignore-install", NO_ARGUMENT, "i"),
-    LongOpt("ignore-remove", NO_ARGUMENT, "i"),
-    LongOpt("use-blacklist", NO_ARGUMENT, "b"),
-    LongOpt("force", NO_ARGUMENT, "f"),
-    LongOpt("force-modversion", NO_ARGUMENT, "2"),
-    LongOpt("force-vermagic", NO_ARGUMENT, "1"),
-    LongOpt("show-depends", NO_ARGUMENT, "D"),
-    LongOpt("showconfig", NO_ARGUMENT, "c"),
-    LongOpt("show-config", NO_ARGUMENT, "c"),
-    LongOpt("show-modversions", NO_ARGUMENT, "4"),
-    LongOpt("dump-modversions", NO_ARGUMENT, "4"),
-    LongOpt("show-exports", NO_ARGUMENT, "6"),
-    LongOpt("dry-run", NO_ARGUMENT, "n"),
-    LongOpt("show", NO_ARGUMENT, "n"),
-    LongOpt("config", REQUIRED_ARGUMENT, "C"),
-    LongOpt("dirname", REQUIRED_ARGUMENT, "d"),
-    LongOpt("set-version", REQUIRED_ARGUMENT, "S"),
-    LongOpt("syslog", NO_ARGUMENT, "s"),
-    LongOpt("quiet", NO_ARGUMENT, "q"),
-    LongOpt("verbose", NO_ARGUMENT, "v"),
-    LongOpt("version", NO_ARGUMENT, "V"),
-    LongOpt("help", NO_ARGUMENT, "h"),
-    # not in kmod 30: the name the lkm issue gives -R (kmod calls it --resolve-alias)
-    LongOpt("show-alias", NO_ARGUMENT, "R"),
-]
+_WITH_ARGUMENT = ("wait", "config", "dirname", "set-version")
+LONGOPTS = [LongOpt(name, REQUIRED_ARGUMENT if name in _WITH_ARGUMENT else NO_ARGUMENT, key)
+            for name, key in (
+    ("all", "a"), ("remove", "r"), ("remove-dependencies", "5"), ("remove-holders", "5"),
+    ("wait", "w"), ("resolve-alias", "R"), ("first-time", "3"), ("ignore-install", "i"),
+    ("ignore-remove", "i"), ("use-blacklist", "b"), ("force", "f"),
+    ("force-modversion", "2"), ("force-vermagic", "1"), ("show-depends", "D"),
+    ("showconfig", "c"), ("show-config", "c"), ("show-modversions", "4"),
+    ("dump-modversions", "4"), ("show-exports", "6"), ("dry-run", "n"), ("show", "n"),
+    ("config", "C"), ("dirname", "d"), ("set-version", "S"), ("syslog", "s"),
+    ("quiet", "q"), ("verbose", "v"), ("version", "V"), ("help", "h"))]
+# not in kmod 30: the name the lkm issue gives -R (kmod calls it --resolve-alias)
+LONGOPTS.append(LongOpt("show-alias", NO_ARGUMENT, "R", exact=True))
 
 LOG_EMERG = 0
 DEFAULT_VERBOSE = LOG_WARNING
+# options that only switch something on: getopt key -> attribute of _Tool, or of its
+# lkm.modprobe.Options when the name is one
+FLAGS = {"a": "use_all", "r": "do_remove", "R": "lookup_only", "c": "show_config",
+         "4": "show_modversions", "6": "show_exports", "5": "remove_holders",
+         "3": "first_time", "i": "ignore_commands", "b": "use_blacklist", "f": "force",
+         "2": "force_modversion", "1": "force_vermagic", "n": "dry_run"}
 
 HELP = """\
 Usage:
@@ -114,107 +101,25 @@ General Options:
 """
 
 
-class CStdout:
-    """stdout as C's stdio keeps it: fully buffered in st_blksize chunks on a pipe or
-    file, line buffered on a terminal.
-
-    Child processes (install and remove commands) write to the same descriptor,
-    so what C would have written before a child runs decides the byte order:
-    :meth:`sync` writes exactly that (every full chunk but the last byte's).
-    Text is kept as ``str`` until then.
-    """
-
-    def __init__(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            sys.stdout.flush()
-        self.fd = 1
-        self.parts: list[str] = []
-        self.pending = b""  # encoded bytes not yet written
-        self.count = 0
-        try:
-            self.line = os.isatty(self.fd)
-            size = os.fstat(self.fd).st_blksize
-        except OSError:
-            self.line, size = False, 0
-        self.size = size if size > 0 else 8192
-        self.broken = False
-
-    def write(self, text: str) -> None:
-        self.parts.append(text)
-        self.count += len(text)
-        if self.line and "\n" in text:
-            self.flush()
-        elif self.count > 1 << 20:
-            self.sync()
-
-    def _collect(self) -> bytes:
-        if self.parts:
-            self.pending += "".join(self.parts).encode("utf-8", "surrogateescape")
-            self.parts.clear()
-            self.count = 0
-        return self.pending
-
-    def sync(self) -> None:
-        """Write what C's stdio would have written by now (before a child writes)."""
-        data = self._collect()
-        if self.line:
-            self.flush()
-            return
-        n = (len(data) - 1) // self.size * self.size if data else 0
-        if n > 0:
-            self._write(data[:n])
-            self.pending = data[n:]
-
-    def write_bytes(self, data: bytes) -> None:
-        self.flush()
-        self._write(data)
-
-    def flush(self) -> None:
-        data = self._collect()
-        if data:
-            self.pending = b""
-            self._write(data)
-
-    def _write(self, data: bytes) -> None:
-        if self.broken:
-            return
-        view = memoryview(data)
-        while view:
-            try:
-                n = os.write(self.fd, view)
-            except BrokenPipeError:
-                self.broken = True
-                die_of_sigpipe()  # as kmod's modprobe, killed by SIGPIPE
-                return
-            except OSError:
-                self.broken = True
-                return
-            view = view[n:]
-
-
 class _Tool:
-    """One run of modprobe: options, the libkmod context, output."""
+    """One run of modprobe: its options, output and messages."""
+
+    use_all = do_remove = lookup_only = show_config = show_modversions = False
+    show_exports = do_show = use_syslog = False
+    root: str | None = None
+    kversion: str | None = None
+    config_paths: list[str] | None = None  # None: modprobe.d's default directories
 
     def __init__(self, prog: str) -> None:
+        from lkm.modprobe import Options
+
+        self.opts = Options()
         self.prog = prog
-        self.out = CStdout()
+        self.out = Stdout()
         self.log = Log(prog)
         self.tool_prio = LOG_CRIT  # modprobe's LOG(): FATAL, or WARNING with -a
         self.verbose = DEFAULT_VERBOSE
-        self.do_show = False
-        self.dry_run = False
-        self.ignore_loaded = False
-        self.lookup_only = False
-        self.first_time = False
-        self.ignore_commands = False
-        self.use_blacklist = False
-        self.force = False
-        self.strip_modversion = False
-        self.strip_vermagic = False
-        self.remove_holders = False
-        self.wait_msec = 0
 
-    # -- messages -------------------------------------------------------------------------
     def note(self, msg: str) -> None:
         """modprobe's LOG(): FATAL (ends the run) or, with -a, WARNING."""
         self.log.log(self.tool_prio, msg)
@@ -222,15 +127,11 @@ class _Tool:
     def error(self, msg: str) -> None:
         self.log.log(LOG_ERR, msg)
 
-    def lib(self, prio: int, where: str, fn: str, msg: str) -> None:
-        self.log.lib(prio, where, fn, msg)
-
     def show_line(self, text: str) -> None:
         """SHOW(): printed with -D or -v, flushed at once."""
-        if not self.do_show and self.verbose <= DEFAULT_VERBOSE:
-            return
-        self.out.write(text)
-        self.out.flush()
+        if self.do_show or self.verbose > DEFAULT_VERBOSE:
+            self.out.write(text)
+            self.out.flush()
 
 
 def _modprobe_options_append(value: str) -> None:
@@ -238,382 +139,112 @@ def _modprobe_options_append(value: str) -> None:
     os.environ["MODPROBE_OPTIONS"] = value if old is None else f"{old} {value}"
 
 
-def options_from_array(args: list[str]) -> str | None:
-    """The module options given after the name, a value with spaces quoted (kmod's rule)."""
-    if len(args) < 2:
-        return None
-    parts = []
-    for a in args[1:]:
-        key, eq, value = a.partition("=")
-        if eq and value[:1] not in ('"', "'") and " " in value:
-            parts.append(f'{key}="{value}"')
-        else:
-            parts.append(a)
-    return " ".join(parts)
-
-
 def main(prog: str, argv: list[str]) -> int:
-    # thousands of short-lived objects and no reference cycles: the cyclic collector
-    # only costs time here
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
     t = _Tool(prog)
-    try:
-        rc = _main(t, argv)
-    except Fatal:
-        rc = 1
-    finally:
-        t.out.flush()
-        if gc_was_enabled:
-            gc.enable()
-    if _whole_process(argv):
-        _fast_exit(rc)
-    return rc
+    return run_whole("modprobe", argv, lambda: _main(t, argv), t.out.flush)
 
 
-def _whole_process(argv: list[str]) -> bool:
-    """True when this process is lkm run as the modprobe command (its main script is lkm's
-    and ``argv`` is its command line), not a call from other Python code."""
-    main = sys.modules.get("__main__")
-    script = os.path.basename(getattr(main, "__file__", None) or "")
-    if script not in ("lkm", "modprobe") and getattr(main, "__package__", None) != "lkm":
-        return False
-    return argv == sys.argv[1:] or (argv == sys.argv[2:] and sys.argv[1:2] == ["modprobe"])
-
-
-def _fast_exit(rc: int) -> None:
-    """End the process now: flush, then skip the interpreter's teardown, which only frees
-    memory (thousands of objects after ``-a`` over a whole tree)."""
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        return  # let the normal exit path report or ignore it
-    os._exit(rc)
+def _options(t: _Tool, opts: list[tuple[str, str | None]]) -> int | None:
+    """Apply the options in order; an exit status when one ends the run."""
+    for key, val in opts:
+        if key in FLAGS:
+            setattr(t.opts if hasattr(t.opts, FLAGS[key]) else t, FLAGS[key], True)
+            t.tool_prio = LOG_WARNING if key == "a" else t.tool_prio
+        elif key == "w":
+            try:
+                t.opts.wait_msec = strtoul(val or "")
+            except ValueError:
+                t.error(f"unexpected wait value '{val}'.\n")
+                return 1
+        elif key == "D":
+            t.opts.ignore_loaded = t.opts.dry_run = t.do_show = True
+        elif key == "C":
+            t.config_paths = [*(t.config_paths or []), val or ""]
+            _modprobe_options_append("-C")
+            _modprobe_options_append(val or "")
+        elif key in ("d", "S"):
+            t.root, t.kversion = (val, t.kversion) if key == "d" else (t.root, val)
+        elif key in ("s", "q", "v"):  # passed on to install commands in $MODPROBE_OPTIONS
+            _modprobe_options_append(f"-{key}")
+            t.use_syslog = t.use_syslog or key == "s"
+            t.verbose = LOG_EMERG if key == "q" else t.verbose + (key == "v")
+        elif key == "V":
+            print_version()
+            return 0
+        elif key == "h":
+            sys.stdout.write(HELP.format(p=t.prog))
+            return 0
+        else:  # "?": getopt's message
+            write_err(f"{val}\n")
+            return 1
+    return None
 
 
 def _main(t: _Tool, argv: list[str]) -> int:
     from lkm.config import split_modprobe_options
 
-    prog = t.prog
     env = os.environ.get("MODPROBE_OPTIONS")
     if env is not None:
         argv = split_modprobe_options(env) + list(argv)
-    opts, args = getopt_long(prog, argv, SHORTOPTS, LONGOPTS)
-    use_all = do_remove = show_config = show_modversions = show_exports = False
-    config_paths: list[str] | None = None
-    root: str | None = None
-    kversion: str | None = None
-    use_syslog = False
-    for key, val in opts:
-        if key == "a":
-            t.tool_prio = LOG_WARNING
-            use_all = True
-        elif key == "r":
-            do_remove = True
-        elif key == "5":
-            t.remove_holders = True
-        elif key == "w":
-            assert val is not None
-            try:
-                t.wait_msec = _strtoul(val)
-            except ValueError:
-                t.error(f"unexpected wait value '{val}'.\n")
-                return 1
-        elif key == "3":
-            t.first_time = True
-        elif key == "i":
-            t.ignore_commands = True
-        elif key == "b":
-            t.use_blacklist = True
-        elif key == "f":
-            t.force = True
-        elif key == "2":
-            t.strip_modversion = True
-        elif key == "1":
-            t.strip_vermagic = True
-        elif key == "D":
-            t.ignore_loaded = t.dry_run = t.do_show = True
-        elif key == "R":
-            t.lookup_only = True
-        elif key == "c":
-            show_config = True
-        elif key == "4":
-            show_modversions = True
-        elif key == "6":
-            show_exports = True
-        elif key == "n":
-            t.dry_run = True
-        elif key == "C":
-            assert val is not None
-            config_paths = [*(config_paths or []), val]
-            _modprobe_options_append("-C")
-            _modprobe_options_append(val)
-        elif key == "d":
-            root = val
-        elif key == "S":
-            kversion = val
-        elif key == "s":
-            _modprobe_options_append("-s")
-            use_syslog = True
-        elif key == "q":
-            _modprobe_options_append("-q")
-            t.verbose = LOG_EMERG
-        elif key == "v":
-            _modprobe_options_append("-v")
-            t.verbose += 1
-        elif key == "V":
-            print_version()
-            return 0
-        elif key == "h":
-            sys.stdout.write(HELP.format(p=prog))
-            return 0
-        else:  # "?": getopt's message
-            write_err(f"{val}\n")
-            return 1
-
-    t.log.use_syslog = use_syslog
-    if not show_config and not args:
+    opts, args = getopt_long(t.prog, argv, SHORTOPTS, LONGOPTS)
+    rc = _options(t, opts)
+    if rc is not None:
+        return rc
+    t.log.use_syslog = t.use_syslog
+    if not t.show_config and not args:
         t.error("missing parameters. See -h.\n")
         return 1
 
-    from lkm.config import ModprobeConfig
-    from lkm.kernel.target import get_backend
-    from lkm.moddb import ModuleDir, make_absolute
-    from lkm.modprobe import Modprobe
+    from lkm.modprobe import Prober, Remover, options_from_array
 
-    kernel = get_backend()
-    if root is not None or kversion is not None:
-        dirname = f"{root or ''}/lib/modules/{kversion or kernel.release()}"
-    else:
-        dirname = kernel.module_dir() or f"/lib/modules/{kernel.release()}"
-    dirname = make_absolute(dirname)
-    config = ModprobeConfig.load(config_paths, dirname, kernel.cmdline())
-    for prio, where, fn, msg in config.messages:
-        t.lib(prio, where, fn, msg)
-    # log_setup_kmod_log: from here libkmod speaks through the tool's logger
-    t.log.priority = t.verbose
-    t.log.kmod_log = True
-    t.log.lib_priority = t.verbose
-    t.lib(LOG_INFO, "../libkmod/libkmod.c:367", "kmod_set_log_fn",
-          f"custom logging function {_pointer(t)} registered\n")
-
-    moddir = ModuleDir(dirname)
-    ctx = Modprobe(moddir, config, kernel, t.lib)
+    ctx = open_context(t.log, t.root, t.kversion, t.config_paths)
+    t.log.take_libkmod(t.verbose)
     ctx.before_command = t.out.sync
     ctx.load_resources()
-
-    rc = _dispatch(t, ctx, args, show_config, show_modversions, show_exports, do_remove,
-                   use_all)
-    t.lib(LOG_INFO, "../libkmod/libkmod.c:334", "kmod_unref",
-          f"context {_pointer(ctx)} released\n")
+    if t.show_config:
+        rc = _show_config(t, ctx)
+    elif t.show_modversions or t.show_exports:
+        rc = _show_versions(t, ctx, args[0])
+    elif t.do_remove:
+        remover = Remover(ctx, t.opts, show=t.show_line, note=t.note, error=t.error)
+        rc = 1 if remover.remove_names(args) < 0 else 0
+    else:
+        prober = Prober(ctx, t.opts, note=t.note, error=t.error,
+                        show=t.out.write if t.do_show or t.verbose > DEFAULT_VERBOSE else None)
+        names, extra = (args, None) if t.use_all else (args[:1], options_from_array(args))
+        if t.lookup_only:  # -R: the names found, nothing loaded
+            found = [prober.lookup(name) for name in names]
+            t.out.write("".join(f"{mod.name}\n" for mods in found for mod in mods))
+            rc = 0 if all(found) else 1
+        else:
+            rc = 1 if prober.probe_names(names, extra) < 0 else 0
+    t.log.lib(LOG_INFO, "../libkmod/libkmod.c:334", "kmod_unref",
+              f"context {id(ctx):#x} released\n")
     return rc
 
 
-def _pointer(obj: object) -> str:
-    """A pointer-like text for libkmod's INFO messages that print one."""
-    return f"{id(obj):#x}"
-
-
-def _dispatch(t: _Tool, ctx: object, args: list[str], show_config: bool,
-              show_modversions: bool, show_exports: bool, do_remove: bool,
-              use_all: bool) -> int:
-    if show_config:
-        return _show_config(t, ctx)
-    if show_modversions:
-        return _show_versions(t, args[0], exports=False)
-    if show_exports:
-        return _show_versions(t, args[0], exports=True)
-    if do_remove:
-        return _rmmod_all(t, ctx, args)
-    if use_all:
-        return 1 if _insmod_all(t, ctx, args, None) < 0 else 0
-    return 1 if _insmod_all(t, ctx, args[:1], options_from_array(args)) < 0 else 0
-
-
-def _strtoul(s: str) -> int:
-    """C strtoul(s, &end, 0) that must consume the whole non-empty string."""
-    body = s.lstrip(" \t\n\v\f\r")
-    neg = body.startswith("-")
-    if body[:1] in "+-":
-        body = body[1:]
-    if not body:
-        raise ValueError(s)
-    if body[:2].lower() == "0x" and len(body) > 2:
-        v = int(body[2:], 16)
-    elif body.startswith("0") and len(body) > 1:
-        v = int(body[1:], 8)
-    else:
-        if not body.isdigit():
-            raise ValueError(s)
-        v = int(body)
-    return (-v) & 0xFFFFFFFFFFFFFFFF if neg else v
-
-
-def _show_config(t: _Tool, ctx: object) -> int:
-    from lkm.modprobe import Modprobe
-
-    assert isinstance(ctx, Modprobe)
+def _show_config(t: _Tool, ctx: KmodContext) -> int:
+    assert ctx.config is not None
     t.out.write(ctx.config.show())
     t.out.write("\n# End of configuration files. Dumping indexes now:\n\n")
     t.out.flush()
     for name in ("modules.alias", "modules.symbols"):
-        idx = ctx.moddir.index(name)
-        if idx is None:
-            continue
-        try:
-            t.out.write_bytes(idx.dump("alias ").encode("utf-8", "surrogateescape"))
-        except Exception:  # a corrupt index: libkmod dumps what it can read
-            continue
+        t.out.write(ctx.dump_index(name))
     return 0
 
 
-def _show_versions(t: _Tool, filename: str, exports: bool) -> int:
-    from lkm.errors import LkmError
-    from lkm.module import ModuleFile
-
+def _show_versions(t: _Tool, ctx: KmodContext, filename: str) -> int:
+    """--show-modversions / --show-exports of a module file."""
     try:
-        os.stat(filename)
+        mod = ctx.new_from_path(filename)
     except OSError:
         t.note(f"Module {filename} not found.\n")
         return 1
-    what = "symbols" if exports else "modversions"
     try:
-        with open(filename, "rb") as f:
-            if len(f.read(6)) < 6:  # libkmod reads a 6-byte magic first
-                raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
-        mf = ModuleFile.open(filename)
-        rows = module_symbols(mf) if exports else module_versions(mf)
-    except OSError as e:
-        t.note(f"could not get {what} of {filename}: {os.strerror(e.errno or errno.EIO)}\n")
-        return 1
-    except LkmError as e:
-        err = getattr(e, "errno", None) or errno.EINVAL
-        t.note(f"could not get {what} of {filename}: {os.strerror(err)}\n")
+        rows = mod.symbols() if t.show_exports else mod.versions()
+    except KmodError as e:
+        what = "symbols" if t.show_exports else "modversions"
+        t.note(f"could not get {what} of {filename}: {os.strerror(e.errno)}\n")
         return 1
     t.out.write("".join(f"0x{crc:08x}\t{sym}\n" for crc, sym in rows))
     return 0
-
-
-def module_versions(mf: object) -> list[tuple[int, str]]:
-    """kmod_module_get_versions: (crc, symbol) of __versions, a leading '.' dropped.
-
-    OSError(ENOENT) when the module has no __versions section.
-    """
-    from lkm.module import ModuleFile
-
-    assert isinstance(mf, ModuleFile)
-    if mf.elf.section_index("__versions") is None:
-        raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))
-    return [(crc, sym[1:] if sym.startswith(".") else sym) for sym, crc in mf.versions]
-
-
-def module_symbols(mf: object) -> list[tuple[int, str]]:
-    """kmod_module_get_symbols: the ``__crc_`` symbols with their CRCs, else the strings
-    of ``__ksymtab_strings`` with CRC 0."""
-    from lkm.errors import LkmError
-    from lkm.module import ModuleFile
-
-    assert isinstance(mf, ModuleFile)
-    elf = mf.elf
-    out: list[tuple[int, str]] = []
-    try:
-        syms = elf.symbols() if elf.section_index(".strtab") is not None else []
-    except LkmError:
-        syms = []
-    order: Literal["little", "big"] = "little" if elf.little_endian else "big"
-    for s in syms[1:]:
-        if not s.name.startswith("__crc_"):
-            continue
-        crc = s.value
-        if s.shndx not in (0, 0xFFF1):
-            try:
-                _off, size = elf.section_header(s.shndx)[4:6]
-                if crc > (size - 4) & 0xFFFFFFFFFFFFFFFF:
-                    crc = 0xFFFFFFFFFFFFFFFF
-                else:
-                    data = bytes(elf.section_data(s.shndx)[crc:crc + 4])
-                    crc = int.from_bytes(data.ljust(4, b"\0"), order)
-            except LkmError:
-                crc = 0xFFFFFFFFFFFFFFFF
-        out.append((crc, s.name[6:]))
-    if out:
-        return out
-    strings = elf.section_bytes("__ksymtab_strings")
-    if strings is None:
-        raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))
-    return [(0, s.decode("utf-8", "surrogateescape")) for s in bytes(strings).split(b"\0") if s]
-
-
-def _probe_flags(t: _Tool) -> int:
-    from lkm import modprobe as mp
-
-    flags = mp.PROBE_APPLY_BLACKLIST_ALIAS_ONLY
-    if t.strip_modversion or t.force:
-        flags |= mp.PROBE_FORCE_MODVERSION
-    if t.strip_vermagic or t.force:
-        flags |= mp.PROBE_FORCE_VERMAGIC
-    if t.ignore_commands:
-        flags |= mp.PROBE_IGNORE_COMMAND
-    if t.ignore_loaded:
-        flags |= mp.PROBE_IGNORE_LOADED
-    if t.dry_run:
-        flags |= mp.PROBE_DRY_RUN
-    if t.use_blacklist:
-        flags |= mp.PROBE_APPLY_BLACKLIST
-    if t.first_time:
-        flags |= mp.PROBE_FAIL_ON_LOADED
-    return flags
-
-
-def _insmod_all(t: _Tool, ctx: object, names: list[str], extra_options: str | None) -> int:
-    """modprobe's insmod() for each name: the last error (negative errno), or 0."""
-    from lkm.modprobe import Modprobe
-
-    assert isinstance(ctx, Modprobe)
-    flags = _probe_flags(t)
-    show = t.out.write if (t.do_show or t.verbose > DEFAULT_VERBOSE) else None
-    release, lookup, probe = ctx.release, ctx.lookup, ctx.probe
-    lookup_only = t.lookup_only
-    result = 0
-    for alias in names:
-        release()
-        err, found = lookup(alias)
-        if not found or err < 0:
-            t.note(f"Module {alias} not found in directory {ctx.dirname}\n")
-            result = -errno.ENOENT
-            continue
-        for mod in found:
-            if lookup_only:
-                t.out.write(f"{mod.name}\n")
-            else:
-                err = probe(mod, flags, extra_options, show)
-            if err >= 0:
-                err = 0
-            elif err == -errno.EEXIST:
-                t.error(f"could not insert '{mod.name}': Module already in kernel\n")
-            elif err == -errno.ENOENT:
-                t.error(f"could not insert '{mod.name}': Unknown symbol in module, "
-                        "or unknown parameter (see dmesg)\n")
-            else:
-                t.error(f"could not insert '{mod.name}': {os.strerror(-err)}\n")
-        if err < 0:
-            result = err
-    return result
-
-
-def _rmmod_all(t: _Tool, ctx: object, args: list[str]) -> int:
-    from lkm.modprobe import Modprobe, Remover
-
-    assert isinstance(ctx, Modprobe)
-    remover = Remover(ctx, dry_run=t.dry_run, force=t.force,
-                      ignore_commands=t.ignore_commands, ignore_loaded=t.ignore_loaded,
-                      first_time=t.first_time, wait_msec=t.wait_msec,
-                      show=t.show_line, note=t.note, error=t.error)
-    err = 0
-    for a in args:
-        ctx.release()
-        r = remover.remove_name(a, t.remove_holders)
-        if r < 0:
-            err = r
-    return 1 if err < 0 else 0

@@ -1,4 +1,4 @@
-"""``lkm rmmod``: kmod 30's rmmod (unload modules by name or file)."""
+"""``lkm rmmod``: kmod 30's rmmod (tools/rmmod.c): unload modules by name or file."""
 
 from __future__ import annotations
 
@@ -6,17 +6,9 @@ import errno
 import os
 import sys
 
-from lkm.cli._common import (
-    LOG_ERR,
-    NO_ARGUMENT,
-    Fatal,
-    Log,
-    LongOpt,
-    getopt_long,
-    print_version,
-    running_context,
-    write_err,
-)
+from lkm.cli._common import Fatal, Log, open_context, print_version, write_err
+from lkm.cli._getopt import NO_ARGUMENT, LongOpt, getopt_long
+from lkm.logprio import LOG_ERR
 
 LONGOPTS = [
     LongOpt("force", NO_ARGUMENT, "f"),
@@ -75,12 +67,10 @@ def _main(prog: str, argv: list[str]) -> int:
         log.error("missing module name.\n")
         return 1
 
-    from lkm.modprobe import BUILTIN, REMOVE_FORCE
+    from lkm.kmod.module import BUILTIN, REMOVE_FORCE
 
-    _kernel, ctx = running_context(log)
-    # log_setup_kmod_log: libkmod now speaks through the tool at the tool's priority
-    log.priority = log.lib_priority = verbose
-    log.kmod_log = True
+    ctx = open_context(log)
+    log.take_libkmod(verbose)
 
     failures = 0
     for arg in args:
@@ -90,12 +80,12 @@ def _main(prog: str, argv: list[str]) -> int:
         except (OSError, ValueError):
             is_path = False
         try:
-            mod = ctx.from_path(arg) if is_path else ctx.from_name(arg)
+            mod = ctx.new_from_path(arg) if is_path else ctx.new_from_name(arg)
         except OSError as e:
             log.error(f"could not use module {arg}: {os.strerror(e.errno or errno.ENOENT)}\n")
             break
         if not force:
-            state = ctx.initstate(mod)
+            state = mod.initstate()
             if state == BUILTIN:
                 log.error(f"Module {mod.name} is builtin.\n")
                 failures += 1
@@ -104,13 +94,13 @@ def _main(prog: str, argv: list[str]) -> int:
                 log.error(f"Module {mod.name} is not currently loaded\n")
                 failures += 1
                 continue
-            holders = ctx.holders(mod)
+            holders = mod.holders()
             if holders:
                 log.error(f"Module {mod.name} is in use by:"
                           + "".join(f" {h.name}" for h in holders) + "\n")
                 failures += 1
                 continue
-            refcnt = ctx.refcnt(mod)
+            refcnt = mod.refcnt()
             if refcnt > 0:
                 log.error(f"Module {mod.name} is in use\n")
                 failures += 1
@@ -120,7 +110,7 @@ def _main(prog: str, argv: list[str]) -> int:
             if refcnt < 0:
                 failures += 1
                 continue
-        err = ctx.remove(mod, REMOVE_FORCE if force else 0)
+        err = mod.remove(REMOVE_FORCE if force else 0)
         if err < 0:
             log.error(f"could not remove module {arg}: {os.strerror(-err)}\n")
             failures += 1

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 
 from lkm.config.kcmdline import kcmdline_options
 from lkm.config.lines import wrapped_lines
+from lkm.kmod.log import libkmod_pos as libkmod_pos  # lkm.config exports it
 from lkm.logprio import LOG_ERR
 
 MODPROBE_DIRS = ("/etc/modprobe.d", "/run/modprobe.d", "/usr/local/lib/modprobe.d",
@@ -26,19 +27,14 @@ MODPROBE_DIRS = ("/etc/modprobe.d", "/run/modprobe.d", "/usr/local/lib/modprobe.
 # --------------------------------------------------------------------------- helpers
 
 
-def libkmod_pos(where: str) -> str:
-    """The source position Debian's kmod 30 prints with a libkmod message."""
-    return f"../libkmod/{where}"
-
-
 def underscores(s: str | None) -> str | None:
-    """libkmod's ``underscores()`` (see :func:`lkm.moddb.underscores`); None if it fails."""
+    """libkmod's ``underscores()`` (see :func:`lkm.kmod.names.underscores`); None if it fails."""
     if s is None:
         return None
     if "[" not in s and "]" not in s:
         return s.replace("-", "_")
     from lkm.errors import InvalidAlias
-    from lkm.moddb import underscores as _underscores
+    from lkm.kmod.names import underscores as _underscores
 
     try:
         return _underscores(s)

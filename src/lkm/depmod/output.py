@@ -19,8 +19,8 @@ from lkm.depmod.hash import hash_order_key
 from lkm.depmod.state import DepmodModule, DepmodState, dec, enc
 from lkm.errors import InvalidAlias
 from lkm.index import IndexBuilder, Layout
+from lkm.kmod.names import alias_normalize as _lookup_key
 from lkm.logprio import LOG_ERR, LOG_WARNING
-from lkm.moddb import alias_normalize as _lookup_key
 
 # output files in kmod's order
 OUTPUTS = ("modules.dep", "modules.dep.bin", "modules.alias", "modules.alias.bin",

@@ -17,15 +17,10 @@ from collections.abc import Iterable, Iterator
 
 from lkm.depmod.errors import DepmodError
 from lkm.depmod.state import DepmodModule, DepmodState
+from lkm.kmod.names import KMOD_EXTENSIONS as KMOD_EXTENSIONS  # the module files scanned
+from lkm.kmod.names import has_module_extension as has_kmod_ext
+from lkm.kmod.names import modname_from_path
 from lkm.logprio import LOG_ERR
-from lkm.moddb import modname_from_path
-
-# module file extensions depmod scans (kmod built with zlib, xz and zstd)
-KMOD_EXTENSIONS = (".ko", ".ko.gz", ".ko.xz", ".ko.zst")
-
-
-def has_kmod_ext(name: str) -> bool:
-    return any(len(name) > len(ext) and name.endswith(ext) for ext in KMOD_EXTENSIONS)
 
 
 def fake_fd(depth: int) -> int:

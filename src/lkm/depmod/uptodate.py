@@ -7,7 +7,8 @@ import os
 import stat
 
 from lkm.config.depmod import LogFn
-from lkm.depmod.search import fake_fd, has_kmod_ext
+from lkm.depmod.search import fake_fd
+from lkm.kmod.names import has_module_extension as has_kmod_ext
 from lkm.logprio import LOG_ERR
 
 

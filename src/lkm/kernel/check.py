@@ -153,7 +153,7 @@ class Checker:
     def moddir(self) -> Any:
         """The module directory, made when first needed (``moddir`` may be a callable)."""
         if self._moddir is None and self.moddir_path:
-            from lkm.moddb import ModuleDir
+            from lkm.kmod.moddir import ModuleDir
 
             path = self.moddir_path() if callable(self.moddir_path) else self.moddir_path
             self.moddir_path = path
