@@ -51,6 +51,7 @@ def test_readme_example(tree61: Tree, test_modules_61: dict[str, Path], tmp_path
     lines = r.stdout.splitlines()
     assert lines[0].startswith("lkm_exec_printk GPL 6.1.")
     assert lines[1] == "['ext4']"
-    assert lines[2].startswith("lkm_exec_printk loads")
-    assert "  <0> lkm_exec_printk: emerg (0)" in lines
-    assert "  <6> lkm_exec_printk: info (6)" in lines
+    assert lines[2:5] == ["<3> lkm_exec_printk: a string argument", "<6> ",
+                          "<6> lkm_exec_printk: after an empty line"]
+    assert lines[5].startswith("lkm_exec_printk ") and " 0 - Live 0xffffffffc" in lines[5]
+    assert lines[6] == "lkm_exec_printk loads, taints OE"
