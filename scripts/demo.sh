@@ -120,9 +120,25 @@ printf '$ %s\n' "$LKM check ${KO612[lkm_user]} --kernel $T61   # built for 6.12,
 "$LKM" check "${KO612[lkm_params]}" "${KO612[lkm_user]}" --kernel "$T61" || echo "   (exit $?)"
 run "$LKM" check "$M61/kernel/fs/btrfs/btrfs.ko" --kernel "$T61" --cmdline "module_blacklist=xor"  || echo "   (exit $?)"
 
+say "lkm vm: the same module in Debian's real 6.1 kernel, booted under QEMU, beside the virtual one"
+printf '$ %s\n' "$LKM vm --kernel $T61 --dmesg -- /sbin/insmod ${KO[lkm_exec_params]} count=3 'name=\"demo\"'"
+"$LKM" vm --kernel "$T61" --dmesg -- /sbin/insmod "${KO[lkm_exec_params]}" count=3 'name="demo"' | tee "$WORK/real"
+"$LKM" virtual create "$WORK/vy" --from "$T61" > /dev/null
+"$LKM" --virtual "$WORK/vy" insmod "${KO[lkm_exec_params]}" count=3 'name="demo"'
+"$LKM" --virtual "$WORK/vy" dmesg | grep lkm_exec_params > "$WORK/virt"
+sed 's/^\[[ 0-9.]*\] //' "$WORK/real" > "$WORK/a"; sed 's/^\[[ 0-9.]*\] //' "$WORK/virt" > "$WORK/b"
+same "$WORK/a" "$WORK/b" "the module's log lines in the real kernel and in the virtual kernel"
+
+say "security: lkm audit (a module against a kernel) and lkm taint (a taint value explained)"
+printf '$ %s\n' "$LKM audit ${KO[lkm_audit_kprobe]} --kernel $T61"
+"$LKM" audit "${KO[lkm_audit_kprobe]}" --kernel "$T61" || echo "   (exit $?: a high-severity finding)"
+run "$LKM" audit "$M61/kernel/drivers/net/dummy.ko" --kernel "$T61"
+run "$LKM" taint "Tainted: G        W  OE"
+
 say "the virtual kernel's lsmod and kernel log"
 run "$LKM" --virtual "$VK" lsmod
 run "$LKM" --virtual "$VK" dmesg
 echo
 echo "Done: modinfo and depmod byte-identical to kmod on both trees, every signature verified,"
-echo "sign-file reproduced, and a virtual kernel that loads and refuses modules as Debian's 6.1 does."
+echo "sign-file reproduced, and a virtual kernel that loads, runs and refuses modules as Debian's"
+echo "6.1 does, confirmed against the real kernel booted under QEMU."
