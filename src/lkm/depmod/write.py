@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import time
 from typing import NamedTuple
 
@@ -19,6 +20,8 @@ from lkm.depmod.state import DepmodState
 from lkm.errors import IndexError_
 from lkm.index import Layout
 from lkm.logprio import LOG_ERR
+
+_INTERRUPTIONS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
 def write(d: DepmodState, outdir: str | None = None, layout: Layout = "postorder",
@@ -52,8 +55,14 @@ def write(d: DepmodState, outdir: str | None = None, layout: Layout = "postorder
     helper: tuple[int, int] | None = None
     try:
         if helper_names:
-            helper = fork_helper(lambda: [_produce(d, n, dname, dfd, stamp, layout)
-                                          for n in helper_names])
+            # an interruption between the fork and the assignment would leave the helper
+            # writing its temporary files after the cleanup below: hold signals off
+            held = signal.pthread_sigmask(signal.SIG_BLOCK, _INTERRUPTIONS)
+            try:
+                helper = fork_helper(lambda: [_produce(d, n, dname, dfd, stamp, layout)
+                                              for n in helper_names])
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
         for name in OUTPUTS:
             if name not in helper_names:
                 results[name] = _produce(d, name, dname, dfd, stamp, layout)
