@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import seeds
-from mutate import mutate_elf, mutate_module, mutate_signature
+from mutate import mutate_elf, mutate_module, mutate_signature, split_signature
 from mutate_bin import index_keys, mutate_btf, mutate_index, mutate_kimage
 from mutate_text import config_file, kernel_cmdline
 
@@ -192,13 +192,33 @@ def _profiles() -> dict[str, object]:
     return {fl: load_cached(t.root) for fl, t in seeds.trees().items()}
 
 
+@functools.cache
+def _loadable() -> list[tuple[str, bytes]]:
+    """The seed modules that load on their tree's profile as they are (their
+    dependencies are not loaded, so the others stop at an unknown symbol)."""
+    out = []
+    for fl, data in seeds.modules():
+        try:
+            run_loader(fl.encode() + b"\0\0" + data)
+        except LkmError:
+            continue
+        out.append((fl, data))
+    return out or seeds.modules()
+
+
 def make_loader(rng: random.Random) -> bytes:
-    fl, data = seeds.modules()[rng.randrange(len(seeds.modules()))]
+    mods = _loadable() if rng.random() < 0.8 else seeds.modules()
+    fl, data = mods[rng.randrange(len(mods))]
+    body, trailer = split_signature(data)
     r = rng.random()
-    if r < 0.75:
-        body = mutate_elf(rng, data) if rng.random() < 0.85 else mutate_signature(rng, data)
+    if r < 0.7:  # the ELF image, unsigned (a broken signature stops the load first)
+        body = mutate_elf(rng, body)
+        if rng.random() < 0.1:
+            body += trailer
+    elif r < 0.85:
+        body = mutate_signature(rng, data)
     else:
-        body = data
+        body = data if rng.random() < 0.5 else body
     args = kernel_cmdline(rng).replace("\0", " ") if rng.random() < 0.5 else ""
     return fl.encode() + b"\0" + args.encode("utf-8", "surrogateescape") + b"\0" + body
 
