@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import KMOD, LKM
+from conftest import KMOD, LKM, Tree
 
 HERE = Path(__file__).resolve().parent / "reproducers"
 RELEASE = "6.1.0-reproducer"
@@ -29,6 +29,8 @@ IN_PROCESS = [
     ("depmod-traceback-1.ko", "depmod-read"),
     ("depmod-traceback-1.ko", "module"),
     ("depmod-hang-1.ko", "depmod-read"),
+    ("depmod-surrogate-1.ko", "depmod-read"),
+    ("depmod-surrogate-1.ko", "depmod"),
     pytest.param("profile-exports-1.vmlinuz", "profile",
                  marks=_open("kernel/profile.py vmlinux_exports: ValueError on an "
                              "unterminated __ksymtab_strings")),
@@ -45,36 +47,71 @@ IN_PROCESS = [
 @pytest.mark.parametrize(("name", "target"), IN_PROCESS)
 def test_in_process(name: str, target: str) -> None:
     """The entry point ends in a typed error or normally, within its time bound."""
+    import random
+
     import harness
     from targets import TARGETS
 
-    f = harness.run_one(TARGETS[target], (HERE / name).read_bytes())
+    t = TARGETS[target]
+    harness.run_one(t, t.make(random.Random(0)))  # set-up (the seeds) outside the bound
+    f = harness.run_one(t, (HERE / name).read_bytes())
     assert f is None, f"{f.key}: {f.message}\n{f.trace}"
 
 
-def _tree(root: Path, ko: Path) -> Path:
+def _tree(root: Path, ko: Path | tuple[str, bytes]) -> Path:
     d = root / "lib" / "modules" / RELEASE / "kernel"
     d.mkdir(parents=True)
-    shutil.copy(ko, d / ko.name)
+    if isinstance(ko, Path):
+        shutil.copy(ko, d / ko.name)
+    else:
+        (d / ko[0]).write_bytes(ko[1])
     return root / "lib" / "modules" / RELEASE
 
 
-@pytest.mark.kmod
-@pytest.mark.parametrize("name", ["depmod-traceback-1.ko", "depmod-hang-1.ko"])
-def test_depmod_like_kmod(tmp_path: Path, name: str) -> None:
-    """depmod on a tree holding the input: the same exit status, messages and index files."""
+def _depmod_both(tmp_path: Path, ko: Path | tuple[str, bytes]) -> dict[str, object]:
     if not Path(KMOD["depmod"]).exists():
         pytest.skip("Debian's kmod is not installed")
-    out = {}
+    out: dict[str, object] = {}
     for tool, cmd in (("kmod", KMOD["depmod"]), ("lkm", LKM)):
         args = [cmd] if tool == "kmod" else [cmd, "depmod"]
-        moddir = _tree(tmp_path / tool, HERE / name)
+        moddir = _tree(tmp_path / tool, ko)
         r = subprocess.run([*args, "-b", str(tmp_path / tool), RELEASE],
                            capture_output=True, text=True, timeout=60)
         files = {p.name: p.read_bytes() for p in sorted(moddir.glob("modules.*"))}
         out[tool] = (r.returncode, r.stdout, r.stderr.replace(str(tmp_path / tool), "ROOT"),
                      files)
-    assert "Traceback" not in out["lkm"][2]
+    return out
+
+
+@pytest.mark.kmod
+@pytest.mark.parametrize("name", ["depmod-traceback-1.ko", "depmod-hang-1.ko",
+                                  "depmod-surrogate-1.ko"])
+def test_depmod_like_kmod(tmp_path: Path, name: str) -> None:
+    """depmod on a tree holding the input: the same exit status, messages and index files."""
+    out = _depmod_both(tmp_path, HERE / name)
+    assert "Traceback" not in str(out["lkm"])
+    assert out["lkm"] == out["kmod"]
+
+
+@pytest.mark.kmod
+@pytest.mark.trees
+@pytest.mark.parametrize("case", ["padding", "odd-padding", "garbage", "two-streams",
+                                  "truncated-second"])
+def test_xz_streams_like_kmod(tmp_path: Path, case: str, tree61: Tree) -> None:
+    """.ko.xz containers the fuzz CLI differential met: kmod 30 reads concatenated streams
+    and padding of four NULs, and rejects other trailing bytes (lkm read the first stream
+    only and ignored what followed)."""
+    import lzma
+
+    ko = (tree61.moddir / "kernel/lib/crc7.ko").read_bytes()
+
+    def xz(b: bytes) -> bytes:
+        return lzma.compress(b, preset=0, check=lzma.CHECK_CRC32)
+
+    data = {"padding": xz(ko) + bytes(8), "odd-padding": xz(ko) + bytes(1),
+            "garbage": xz(ko) + b"J", "two-streams": xz(ko[:5000]) + xz(ko[5000:]),
+            "truncated-second": xz(ko) + xz(b"abc")[:-4]}[case]
+    out = _depmod_both(tmp_path, ("m.ko.xz", data))
     assert out["lkm"] == out["kmod"]
 
 

@@ -10,6 +10,7 @@ import gzip
 import lzma
 import mmap
 import os
+import re
 import stat
 import zlib
 from collections.abc import Callable
@@ -132,8 +133,14 @@ def _gunzip(view: memoryview, limit: int) -> bytes:
     return bytes(out)
 
 
+_NONZERO = re.compile(b"[^\0]")
+
+
 def _unxz(view: memoryview, limit: int) -> bytes:
-    """xz, the first stream only (as kmod's liblzma decoder without LZMA_CONCATENATED)."""
+    """xz, every stream, as kmod 30 reads a .ko.xz (liblzma's decoder with
+    LZMA_CONCATENATED, as measured against Debian's depmod): streams one after the
+    other, each optionally followed by stream padding (NUL bytes, a multiple of four);
+    anything else after a stream, or a truncated one, is an error."""
     declared = _xz_declared_size(view)
     if declared is not None and declared > limit:
         raise _too_big("xz", limit)
@@ -143,21 +150,30 @@ def _unxz(view: memoryview, limit: int) -> bytes:
         d = lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=XZ_MEMLIMIT)
         whole = d.decompress(view, declared + 1)
         if d.eof and len(whole) == declared:
-            return whole
+            return whole  # exactly one stream and its padding (_xz_declared_size)
         del whole
     out = bytearray()
-    d = lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=XZ_MEMLIMIT)
+    pos = 0
+    while True:
+        d = lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=XZ_MEMLIMIT)
 
-    def step(buf: bytes | memoryview, n: int) -> bytes:
-        return d.decompress(buf, n)
+        def step(buf: bytes | memoryview, n: int, d: Any = d) -> bytes:
+            return bytes(d.decompress(buf, n))
 
-    def more() -> bool:
-        return not d.eof and not d.needs_input
+        def more(d: Any = d) -> bool:
+            return not d.eof and not d.needs_input
 
-    _drain("xz", step, view, more, out, limit)
-    if not d.eof:
-        raise CompressionError("xz: unexpected end of input (truncated stream)")
-    return bytes(out)
+        _drain("xz", step, view[pos:], more, out, limit)
+        if not d.eof:
+            raise CompressionError("xz: unexpected end of input (truncated stream)")
+        pos = len(view) - len(d.unused_data)
+        start = pos
+        nonzero = _NONZERO.search(view, pos)
+        pos = len(view) if nonzero is None else nonzero.start()
+        if (pos - start) % 4:
+            raise CompressionError("xz: stream padding is not a multiple of four bytes")
+        if pos == len(view):
+            return bytes(out)
 
 
 def _xz_varint(view: memoryview, pos: int, end: int) -> tuple[int, int]:

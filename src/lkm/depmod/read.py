@@ -198,7 +198,8 @@ def _fast_module_data(m: ModuleFile, detail: bool = False) -> ModuleData | None:
                 tag, _eq, value = entry.partition("=")
                 if tag == "alias" or tag == "softdep":
                     info.append((tag, value))
-    buckets = array("H", [superfast_hash(n.encode()) & 2047 for n in exports]).tobytes()
+    buckets = array("H", [superfast_hash(n.encode("utf-8", "surrogateescape")) & 2047
+                          for n in exports]).tobytes()
     return ModuleData(exports, export_crcs, dep_names, dep_crcs, dep_weak, dotted, info, 0,
                       buckets)
 
