@@ -14,6 +14,8 @@ _NAMES = ("snd_hda_intel", "snd-hda-intel", "e1000e", "a", "*", "snd*", "pci:v00
 _OPTS = ("p=1", "index=-2,-1", "model=auto", 'p="a b"', "p=\"unterminated", "a b c", "=",
          "p", "x=" + "9" * 40)
 _CMDS = ("/bin/true", "/sbin/modprobe --ignore-install $CMDLINE_OPTS", "echo $(uname)", "")
+MAX_CONFIG = 4 << 20  # bytes: large enough to show quadratic parsing, small enough to run
+
 _SOFT = ("pre: a b post: c", "pre:", "post: x", "pre: post:", "a b c", ": :", "pre:a")
 
 
@@ -82,13 +84,13 @@ def config_file(rng: random.Random, depmod: bool, seed: bytes = b"") -> bytes:
             lines[i] = b"#" + lines[i]
         elif op == 2:
             lines[i] += rng.choice((b"\0", b"\r", b"\xff", b" \\ ", b"\\\\", b"\t#x"))
-        elif op == 3:
+        elif op == 3 and len(lines[i]) < 4096:
             lines[i] = lines[i] * rng.randint(2, 600)
         elif op == 4:
             lines.insert(i, b"")
         else:
             lines[i] = havoc(rng, lines[i])
-    out = b"\n".join(lines)
+    out = b"\n".join(lines)[:MAX_CONFIG]
     return out if rng.random() < 0.8 else out.rstrip(b"\n") + rng.choice((b"", b"\\"))
 
 

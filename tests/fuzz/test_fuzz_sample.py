@@ -38,3 +38,19 @@ def test_sample(name: str) -> None:
     report = "\n\n".join(f"{f.key} ({f.count}x): {f.message}\n{f.trace}" for f in new.values())
     assert not new, report
     assert st.inputs == target.sample
+
+
+@pytest.mark.trees
+@pytest.mark.kmod
+def test_depmod_cli_like_kmod(tmp_path: Path) -> None:
+    """A sample of module mutants, each in a tree, through lkm depmod and kmod 30's:
+    the same exit status and index files (tests/fuzz/cli_diff.py)."""
+    import cli_diff
+
+    from conftest import LKM
+
+    if not Path(cli_diff.KMOD_DEPMOD).exists():
+        pytest.skip("Debian's kmod is not installed")
+    st = cli_diff.campaign(30, SEED, tmp_path, LKM)
+    assert st.mutants == 30 and st.same + st.kmod_crashed + st.gzip + len(st.differs) == 30
+    assert not st.differs, "\n".join(d for _m, d in st.differs)
