@@ -35,13 +35,21 @@ def _one(name: str, count: int | None, seconds: float | None, seed: int, out: st
         path = harness.save(f, outdir)
         print(f"[{name}] finding {f.key}: {f.message[:160]} -> {path}", flush=True)
 
-    st = harness.campaign(target, seed, count, seconds, report)
+    def row(st: harness.Stats) -> dict[str, object]:
+        return {"target": name, "inputs": st.inputs, "seconds": round(st.seconds, 1),
+                "slowest": round(st.slowest, 3), "peak_rss_mib": round(st.peak_rss_mib, 1),
+                "findings": {k: f.count for k, f in st.findings.items()},
+                "outcomes": dict(sorted(st.outcomes.items(), key=lambda kv: -kv[1]))}
+
+    def progress(st: harness.Stats) -> None:
+        outdir.mkdir(parents=True, exist_ok=True)
+        (outdir / f"progress-{name}.json").write_text(json.dumps(row(st)) + "\n")
+
+    st = harness.campaign(target, seed, count, seconds, report, progress)
     for f in st.findings.values():
         harness.save(f, outdir)
-    return {"target": name, "inputs": st.inputs, "seconds": round(st.seconds, 1),
-            "slowest": round(st.slowest, 3), "peak_rss_mib": round(st.peak_rss_mib, 1),
-            "findings": {k: f.count for k, f in st.findings.items()},
-            "outcomes": dict(sorted(st.outcomes.items(), key=lambda kv: -kv[1]))}
+    progress(st)
+    return row(st)
 
 
 def _atheris(name: str, seed: int, count: int | None) -> None:
@@ -142,7 +150,7 @@ def main() -> int:
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(a.jobs, maxtasksperchild=1) as pool:
         rows = pool.starmap(_one, [(n, a.count, a.seconds, a.seed + i, a.out, a.memory)
-                                   for i, n in enumerate(names)])
+                                   for i, n in enumerate(names)], chunksize=1)
     print(f"{'target':14} {'inputs':>8} {'seconds':>8} {'slowest':>8} {'peak MiB':>9} findings")
     for r in rows:
         print(f"{r['target']:14} {r['inputs']:>8} {r['seconds']:>8} {r['slowest']:>8} "

@@ -123,8 +123,10 @@ def run_one(target: Target, data: bytes, outcomes: dict[str, int] | None = None
 
 
 def campaign(target: Target, seed: int, count: int | None = None,
-             seconds: float | None = None, on_finding: object = None) -> Stats:
-    """Run ``count`` inputs (or for ``seconds``) made with ``random.Random(seed)``."""
+             seconds: float | None = None, on_finding: object = None,
+             on_progress: object = None, every: int = 5000) -> Stats:
+    """Run ``count`` inputs (or for ``seconds``, whichever ends first) made with
+    ``random.Random(seed)``; ``on_progress(stats)`` every ``every`` inputs."""
     rng = random.Random(seed)
     st = Stats(target.name)
     target.make(random.Random(0))  # the seeds are read before the measures start
@@ -137,6 +139,10 @@ def campaign(target: Target, seed: int, count: int | None = None,
         f = run_one(target, data, st.outcomes)
         st.slowest = max(st.slowest, time.perf_counter() - t0)
         st.inputs += 1
+        if callable(on_progress) and st.inputs % every == 0:
+            st.seconds = time.perf_counter() - start
+            st.peak_rss_mib = _peak_rss_mib()
+            on_progress(st)
         if f is not None:
             old = st.findings.get(f.key)
             if old is None:
