@@ -31,6 +31,7 @@ IN_PROCESS = [
     ("depmod-hang-1.ko", "depmod-read"),
     ("depmod-surrogate-1.ko", "depmod-read"),
     ("depmod-surrogate-1.ko", "depmod"),
+    ("loader-name-1.bin", "loader"),
     pytest.param("profile-exports-1.vmlinuz", "profile",
                  marks=_open("kernel/profile.py vmlinux_exports: ValueError on an "
                              "unterminated __ksymtab_strings")),
