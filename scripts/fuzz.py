@@ -37,6 +37,7 @@ def _one(name: str, count: int | None, seconds: float | None, seed: int, out: st
 
     def row(st: harness.Stats) -> dict[str, object]:
         return {"target": name, "inputs": st.inputs, "seconds": round(st.seconds, 1),
+                "cpu_seconds": round(st.cpu_seconds, 1),
                 "slowest": round(st.slowest, 3), "peak_rss_mib": round(st.peak_rss_mib, 1),
                 "findings": {k: f.count for k, f in st.findings.items()},
                 "outcomes": dict(sorted(st.outcomes.items(), key=lambda kv: -kv[1]))}
@@ -151,9 +152,11 @@ def main() -> int:
     with ctx.Pool(a.jobs, maxtasksperchild=1) as pool:
         rows = pool.starmap(_one, [(n, a.count, a.seconds, a.seed + i, a.out, a.memory)
                                    for i, n in enumerate(names)], chunksize=1)
-    print(f"{'target':14} {'inputs':>8} {'seconds':>8} {'slowest':>8} {'peak MiB':>9} findings")
+    print(f"{'target':14} {'inputs':>8} {'seconds':>8} {'CPU s':>8} {'slowest':>8} "
+          f"{'peak MiB':>9} findings")
     for r in rows:
-        print(f"{r['target']:14} {r['inputs']:>8} {r['seconds']:>8} {r['slowest']:>8} "
+        print(f"{r['target']:14} {r['inputs']:>8} {r['seconds']:>8} {r['cpu_seconds']:>8} "
+              f"{r['slowest']:>8} "
               f"{r['peak_rss_mib']:>9} {r['findings'] or '-'}")
         print(f"{'':14} outcomes: {r['outcomes']}")
     Path(a.out).mkdir(parents=True, exist_ok=True)
