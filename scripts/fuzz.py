@@ -40,13 +40,20 @@ def _one(name: str, count: int | None, seconds: float | None, seed: int, out: st
                 "cpu_seconds": round(st.cpu_seconds, 1),
                 "slowest": round(st.slowest, 3), "peak_rss_mib": round(st.peak_rss_mib, 1),
                 "findings": {k: f.count for k, f in st.findings.items()},
+                "mutator_errors": st.mutator_errors,
                 "outcomes": dict(sorted(st.outcomes.items(), key=lambda kv: -kv[1]))}
 
     def progress(st: harness.Stats) -> None:
         outdir.mkdir(parents=True, exist_ok=True)
         (outdir / f"progress-{name}.json").write_text(json.dumps(row(st)) + "\n")
 
-    st = harness.campaign(target, seed, count, seconds, report, progress)
+    try:
+        st = harness.campaign(target, seed, count, seconds, report, progress)
+    except Exception as e:  # (one target's failure must not lose the others)
+        print(f"[{name}] campaign stopped: {type(e).__name__}: {e}", flush=True)
+        return {"target": name, "inputs": 0, "seconds": 0, "cpu_seconds": 0, "slowest": 0,
+                "peak_rss_mib": 0, "findings": {}, "error": f"{type(e).__name__}: {e}",
+                "outcomes": {}}
     for f in st.findings.values():
         harness.save(f, outdir)
     progress(st)

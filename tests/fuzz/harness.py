@@ -52,6 +52,7 @@ class Stats:
     findings: dict[str, Finding] = field(default_factory=dict)
 
     peak_rss_mib: float = 0.0  # the process's peak resident set during the campaign
+    mutator_errors: dict[str, int] = field(default_factory=dict)  # the harness's own bugs
 
 
 def _reset_peak_rss() -> None:
@@ -138,7 +139,15 @@ def campaign(target: Target, seed: int, count: int | None = None,
     start, cpu0 = time.perf_counter(), time.process_time()
     while (count is None or st.inputs < count) and (
             seconds is None or time.perf_counter() - start < seconds):
-        data = target.make(rng)
+        try:
+            data = target.make(rng)
+        except Exception as e:  # (a bug of the mutators: counted, not lkm's)
+            where = traceback.extract_tb(e.__traceback__)[-1]
+            key = f"{type(e).__name__} @ {Path(where.filename).name}:{where.lineno}"
+            st.mutator_errors[key] = st.mutator_errors.get(key, 0) + 1
+            if sum(st.mutator_errors.values()) > 1000:
+                raise
+            continue
         t0 = time.process_time()
         f = run_one(target, data, st.outcomes)
         st.slowest = max(st.slowest, time.process_time() - t0)

@@ -406,6 +406,8 @@ def m_this_module(rng: random.Random, data: bytes, m: ElfMap) -> bytes:
         return m_shdr(rng, data, m)
     b = bytearray(data)
     name_at = s.offset + 24  # struct module: state, list (2 pointers), then name[56]
+    if name_at + 56 > len(b):
+        return m_shdr(rng, data, m)
     op = rng.randrange(4)
     if op == 0:
         b[name_at:name_at + 56] = b"y" * 56

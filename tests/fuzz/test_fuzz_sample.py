@@ -37,6 +37,7 @@ def test_sample(name: str) -> None:
     new = {k: f for k, f in st.findings.items() if k not in KNOWN}
     report = "\n\n".join(f"{f.key} ({f.count}x): {f.message}\n{f.trace}" for f in new.values())
     assert not new, report
+    assert not st.mutator_errors
     assert st.inputs == target.sample
 
 
