@@ -122,6 +122,9 @@ def _cli(count: int, seed: int, out: Path) -> int:
         (d / f"differs-{seed}-{i}.bin").write_bytes(data)
         (d / f"differs-{seed}-{i}.txt").write_text(detail + "\n")
         print(f"differs: {detail} -> {d}/differs-{seed}-{i}.bin")
+    for i, (data, detail) in enumerate(st.stderr_samples):
+        (d / f"stderr-{seed}-{i}.bin").write_bytes(data)
+        (d / f"stderr-{seed}-{i}.txt").write_text(detail + "\n")
     print(f"cli: {st.mutants} mutants in {time.perf_counter() - t0:.0f} s: {st.same} the same "
           f"({st.stderr_differs} with other messages), {st.kmod_crashed} crashed kmod, "
           f"{st.gzip} gzip (not scanned by kmod 30), {len(st.differs)} differ")

@@ -96,6 +96,20 @@ def test_depmod_like_kmod(tmp_path: Path, name: str) -> None:
 
 @pytest.mark.kmod
 @pytest.mark.trees
+@pytest.mark.parametrize("cut", [3, 40, 400])
+def test_truncated_zstd_like_kmod(tmp_path: Path, cut: int, tree61: Tree) -> None:
+    """A truncated .ko.zst (the CLI differential: kmod said "Exec format error", lkm
+    "Invalid argument"): kmod 30 keeps what ZSTD_decompressStream gave before the cut."""
+    import zstandard
+
+    ko = (tree61.moddir / "kernel/drivers/media/dvb-frontends/lgdt330x.ko").read_bytes()
+    z = zstandard.ZstdCompressor(level=1).compress(ko * 4)
+    out = _depmod_both(tmp_path, ("m.ko.zst", z[:-cut]))
+    assert out["lkm"] == out["kmod"]
+
+
+@pytest.mark.kmod
+@pytest.mark.trees
 @pytest.mark.parametrize("case", ["padding", "odd-padding", "garbage", "two-streams",
                                   "truncated-second"])
 def test_xz_streams_like_kmod(tmp_path: Path, case: str, tree61: Tree) -> None:

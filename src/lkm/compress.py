@@ -230,7 +230,13 @@ def _unzstd(view: memoryview, limit: int) -> bytes:
 
     if not view:
         raise CompressionError("zstd: unexpected end of input (empty stream)")
-    declared = _zstd_walk(view)
+    try:
+        declared = _zstd_walk(view)
+    except _ZstdTruncated:
+        # kmod 30's load_zstd runs ZSTD_decompressStream over the whole input and keeps
+        # what came out: the blocks before the cut (often nothing), which the ELF reader
+        # then refuses (measured: depmod's "Exec format error" for a truncated .ko.zst)
+        declared = None
     if declared is not None and declared > limit:
         raise _too_big("zstd", limit)
     dctx = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
@@ -247,32 +253,36 @@ def _unzstd(view: memoryview, limit: int) -> bytes:
     return bytes(out)
 
 
+class _ZstdTruncated(Exception):  # what the walk found: not an error to show
+    """The input ends inside a zstd frame."""
+
+
 def _zstd_walk(view: memoryview) -> int | None:
     """Walk the frames and blocks of a zstd stream without decoding them.
 
     Returns the sum of the declared content sizes (None if a frame does not
-    declare one).  Raises CompressionError when the input ends inside a frame,
-    which zstandard's stream reader does not report.
+    declare one).  Raises _ZstdTruncated when the input ends inside a frame, and
+    CompressionError for a reserved block type.
     """
     n = len(view)
     pos = 0
     total: int | None = 0
     while pos < n:
         if n - pos < 4:
-            raise CompressionError("zstd: unexpected end of input (truncated frame header)")
+            raise _ZstdTruncated("truncated frame header")
         magic = int.from_bytes(view[pos:pos + 4], "little")
         if magic & 0xFFFFFFF0 == 0x184D2A50:  # skippable frame
             if n - pos < 8:
-                raise CompressionError("zstd: unexpected end of input (truncated frame)")
+                raise _ZstdTruncated("truncated frame")
             pos += 8 + int.from_bytes(view[pos + 4:pos + 8], "little")
             if pos > n:
-                raise CompressionError("zstd: unexpected end of input (truncated frame)")
+                raise _ZstdTruncated("truncated frame")
             continue
         if magic != 0xFD2FB528:
             # not a frame: let the decoder report it with its own words
             return total
         if n - pos < 5:
-            raise CompressionError("zstd: unexpected end of input (truncated frame header)")
+            raise _ZstdTruncated("truncated frame header")
         fhd = view[pos + 4]
         fcs_flag = fhd >> 6
         single = (fhd >> 5) & 1
@@ -281,7 +291,7 @@ def _zstd_walk(view: memoryview) -> int | None:
         fcs_size = (single, 2, 4, 8)[fcs_flag]
         hdr = 5 + (0 if single else 1) + did_size
         if n - pos < hdr + fcs_size:
-            raise CompressionError("zstd: unexpected end of input (truncated frame header)")
+            raise _ZstdTruncated("truncated frame header")
         if fcs_size:
             size = int.from_bytes(view[pos + hdr:pos + hdr + fcs_size], "little")
             if fcs_size == 2:
@@ -293,19 +303,19 @@ def _zstd_walk(view: memoryview) -> int | None:
         pos += hdr + fcs_size
         while True:
             if n - pos < 3:
-                raise CompressionError("zstd: unexpected end of input (truncated block)")
+                raise _ZstdTruncated("truncated block")
             bh = int.from_bytes(view[pos:pos + 3], "little")
             last, btype, bsize = bh & 1, (bh >> 1) & 3, bh >> 3
             if btype == 3:
                 raise CompressionError("zstd: corrupt block (reserved block type)")
             pos += 3 + (1 if btype == 1 else bsize)
             if pos > n:
-                raise CompressionError("zstd: unexpected end of input (truncated block)")
+                raise _ZstdTruncated("truncated block")
             if last:
                 break
         pos += 4 * checksum
         if pos > n:
-            raise CompressionError("zstd: unexpected end of input (truncated checksum)")
+            raise _ZstdTruncated("truncated checksum")
     return total
 
 

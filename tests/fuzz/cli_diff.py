@@ -25,6 +25,7 @@ class CliStats:
     gzip: int = 0
     stderr_differs: int = 0
     differs: list[tuple[bytes, str]] = field(default_factory=list)
+    stderr_samples: list[tuple[bytes, str]] = field(default_factory=list)  # the first 20
 
 
 def _tree(root: Path, mutant: bytes, ext: str, intact: list[tuple[str, bytes]]) -> Path:
@@ -95,6 +96,8 @@ def campaign(count: int, seed: int, work: Path, lkm: str) -> CliStats:
         elif kind == "stderr":
             st.same += 1
             st.stderr_differs += 1
+            if len(st.stderr_samples) < 20:
+                st.stderr_samples.append((mutant, detail))
         elif kind == "kmod-crashed":
             st.kmod_crashed += 1
         elif kind == "gzip":
