@@ -26,6 +26,7 @@ KNOWN: dict[str, str] = {
     "ValueError @ kernel/profile.py:226": "profile-exports-1.vmlinuz",
     "error @ kernel/profile.py:241": "profile-ksymtab-1.vmlinuz",
     "error @ kernel/profile.py:239": "profile-kcrctab-1.vmlinuz",
+    "InvalidVersion @ kimage.py:388": "kimage-cert-version-1.vmlinuz",
 }
 
 
