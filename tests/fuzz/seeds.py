@@ -70,7 +70,11 @@ def small_tree() -> Path:
     from lkm.depmod.main import run
 
     t = trees()["6.1"]
+    import atexit
+    import shutil
+
     root = Path(tempfile.mkdtemp(prefix="lkm-fuzz-tree-"))
+    atexit.register(shutil.rmtree, root, True)
     release = t.release
     moddir = root / "lib" / "modules" / release
     for rel in MODULES:
