@@ -70,11 +70,17 @@ def test_gzip_members_and_trailing_garbage() -> None:
     assert compress.decompress(two + b"garbage") == b"abcdef"
 
 
-def test_xz_first_stream_only() -> None:
-    """kmod's liblzma decoder (no LZMA_CONCATENATED) stops after the first stream."""
+def test_xz_concatenated_streams() -> None:
+    """As Debian's kmod 30 reads a .ko.xz (measured with its depmod: liblzma with
+    LZMA_CONCATENATED): every stream, stream padding (NULs, a multiple of four) between
+    and after them; other trailing bytes, or padding of another length, are an error."""
     a = lzma.compress(b"abc", check=lzma.CHECK_CRC32)
-    assert compress.decompress(a + lzma.compress(b"def")) == b"abc"
+    assert compress.decompress(a + lzma.compress(b"def")) == b"abcdef"
     assert compress.decompress(a + bytes(8)) == b"abc"  # stream padding
+    assert compress.decompress(a + bytes(4) + lzma.compress(b"d") + bytes(4)) == b"abcd"
+    for bad in (a + b"J", a + bytes(3), a + bytes(4) + b"\x01", a + lzma.compress(b"d")[:-3]):
+        with pytest.raises(CompressionError, match="xz"):
+            compress.decompress(bad)
 
 
 def test_zstd_frames() -> None:

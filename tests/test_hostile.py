@@ -344,6 +344,13 @@ def test_corrupt_and_truncated_streams(kind: str) -> None:
     z = compress.compress(data, kind)
     rng = random.Random(99)
     for n in list(range(0, 64)) + list(range(64, len(z), 97)):
+        if kind == "zstd" and n:  # kmod 30 keeps the blocks decoded before the cut
+            try:
+                out = compress.decompress(z[:n], kind)
+            except CompressionError:
+                continue
+            assert len(out) < len(data) and data.startswith(out), n
+            continue
         with pytest.raises(CompressionError, match=kind):
             compress.decompress(z[:n], kind)
     caught = 0

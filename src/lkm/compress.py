@@ -10,6 +10,7 @@ import gzip
 import lzma
 import mmap
 import os
+import re
 import stat
 import zlib
 from collections.abc import Callable
@@ -132,8 +133,14 @@ def _gunzip(view: memoryview, limit: int) -> bytes:
     return bytes(out)
 
 
+_NONZERO = re.compile(b"[^\0]")
+
+
 def _unxz(view: memoryview, limit: int) -> bytes:
-    """xz, the first stream only (as kmod's liblzma decoder without LZMA_CONCATENATED)."""
+    """xz, every stream, as kmod 30 reads a .ko.xz (liblzma's decoder with
+    LZMA_CONCATENATED, as measured against Debian's depmod): streams one after the
+    other, each optionally followed by stream padding (NUL bytes, a multiple of four);
+    anything else after a stream, or a truncated one, is an error."""
     declared = _xz_declared_size(view)
     if declared is not None and declared > limit:
         raise _too_big("xz", limit)
@@ -143,21 +150,30 @@ def _unxz(view: memoryview, limit: int) -> bytes:
         d = lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=XZ_MEMLIMIT)
         whole = d.decompress(view, declared + 1)
         if d.eof and len(whole) == declared:
-            return whole
+            return whole  # exactly one stream and its padding (_xz_declared_size)
         del whole
     out = bytearray()
-    d = lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=XZ_MEMLIMIT)
+    pos = 0
+    while True:
+        d = lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=XZ_MEMLIMIT)
 
-    def step(buf: bytes | memoryview, n: int) -> bytes:
-        return d.decompress(buf, n)
+        def step(buf: bytes | memoryview, n: int, d: Any = d) -> bytes:
+            return bytes(d.decompress(buf, n))
 
-    def more() -> bool:
-        return not d.eof and not d.needs_input
+        def more(d: Any = d) -> bool:
+            return not d.eof and not d.needs_input
 
-    _drain("xz", step, view, more, out, limit)
-    if not d.eof:
-        raise CompressionError("xz: unexpected end of input (truncated stream)")
-    return bytes(out)
+        _drain("xz", step, view[pos:], more, out, limit)
+        if not d.eof:
+            raise CompressionError("xz: unexpected end of input (truncated stream)")
+        pos = len(view) - len(d.unused_data)
+        start = pos
+        nonzero = _NONZERO.search(view, pos)
+        pos = len(view) if nonzero is None else nonzero.start()
+        if (pos - start) % 4:
+            raise CompressionError("xz: stream padding is not a multiple of four bytes")
+        if pos == len(view):
+            return bytes(out)
 
 
 def _xz_varint(view: memoryview, pos: int, end: int) -> tuple[int, int]:
@@ -214,7 +230,13 @@ def _unzstd(view: memoryview, limit: int) -> bytes:
 
     if not view:
         raise CompressionError("zstd: unexpected end of input (empty stream)")
-    declared = _zstd_walk(view)
+    try:
+        declared = _zstd_walk(view)
+    except _ZstdTruncated:
+        # kmod 30's load_zstd runs ZSTD_decompressStream over the whole input and keeps
+        # what came out: the blocks before the cut (often nothing), which the ELF reader
+        # then refuses (measured: depmod's "Exec format error" for a truncated .ko.zst)
+        declared = None
     if declared is not None and declared > limit:
         raise _too_big("zstd", limit)
     dctx = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
@@ -231,32 +253,36 @@ def _unzstd(view: memoryview, limit: int) -> bytes:
     return bytes(out)
 
 
+class _ZstdTruncated(Exception):  # what the walk found: not an error to show
+    """The input ends inside a zstd frame."""
+
+
 def _zstd_walk(view: memoryview) -> int | None:
     """Walk the frames and blocks of a zstd stream without decoding them.
 
     Returns the sum of the declared content sizes (None if a frame does not
-    declare one).  Raises CompressionError when the input ends inside a frame,
-    which zstandard's stream reader does not report.
+    declare one).  Raises _ZstdTruncated when the input ends inside a frame, and
+    CompressionError for a reserved block type.
     """
     n = len(view)
     pos = 0
     total: int | None = 0
     while pos < n:
         if n - pos < 4:
-            raise CompressionError("zstd: unexpected end of input (truncated frame header)")
+            raise _ZstdTruncated("truncated frame header")
         magic = int.from_bytes(view[pos:pos + 4], "little")
         if magic & 0xFFFFFFF0 == 0x184D2A50:  # skippable frame
             if n - pos < 8:
-                raise CompressionError("zstd: unexpected end of input (truncated frame)")
+                raise _ZstdTruncated("truncated frame")
             pos += 8 + int.from_bytes(view[pos + 4:pos + 8], "little")
             if pos > n:
-                raise CompressionError("zstd: unexpected end of input (truncated frame)")
+                raise _ZstdTruncated("truncated frame")
             continue
         if magic != 0xFD2FB528:
             # not a frame: let the decoder report it with its own words
             return total
         if n - pos < 5:
-            raise CompressionError("zstd: unexpected end of input (truncated frame header)")
+            raise _ZstdTruncated("truncated frame header")
         fhd = view[pos + 4]
         fcs_flag = fhd >> 6
         single = (fhd >> 5) & 1
@@ -265,7 +291,7 @@ def _zstd_walk(view: memoryview) -> int | None:
         fcs_size = (single, 2, 4, 8)[fcs_flag]
         hdr = 5 + (0 if single else 1) + did_size
         if n - pos < hdr + fcs_size:
-            raise CompressionError("zstd: unexpected end of input (truncated frame header)")
+            raise _ZstdTruncated("truncated frame header")
         if fcs_size:
             size = int.from_bytes(view[pos + hdr:pos + hdr + fcs_size], "little")
             if fcs_size == 2:
@@ -277,19 +303,19 @@ def _zstd_walk(view: memoryview) -> int | None:
         pos += hdr + fcs_size
         while True:
             if n - pos < 3:
-                raise CompressionError("zstd: unexpected end of input (truncated block)")
+                raise _ZstdTruncated("truncated block")
             bh = int.from_bytes(view[pos:pos + 3], "little")
             last, btype, bsize = bh & 1, (bh >> 1) & 3, bh >> 3
             if btype == 3:
                 raise CompressionError("zstd: corrupt block (reserved block type)")
             pos += 3 + (1 if btype == 1 else bsize)
             if pos > n:
-                raise CompressionError("zstd: unexpected end of input (truncated block)")
+                raise _ZstdTruncated("truncated block")
             if last:
                 break
         pos += 4 * checksum
         if pos > n:
-            raise CompressionError("zstd: unexpected end of input (truncated checksum)")
+            raise _ZstdTruncated("truncated checksum")
     return total
 
 

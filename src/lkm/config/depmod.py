@@ -61,6 +61,12 @@ class DepmodConfig:
 
     def parse(self, data: bytes, fname: str, kversion: str, log: LogFn) -> None:
         """Add the directives of one depmod.d file's bytes (depmod_config_parse)."""
+        # read in file order, prepended once at the end (one insert per entry would be
+        # quadratic in a hostile file's size)
+        searches: list[str] = []
+        overrides: list[str] = []
+        externals: list[str] = []
+        excludes: list[str] = []
         for lineno, line in wrapped_lines(data):
             if not line or line[0] == "#":
                 continue
@@ -69,28 +75,29 @@ class DepmodConfig:
                 continue
             cmd, args = toks[0], toks[1:]
             if cmd == "search":
-                for a in args:
-                    self.searches.insert(0, a)
+                searches += args
             elif cmd == "override" and len(args) >= 3:
                 modname, version, subdir = args[:3]
                 if not _kernel_matches(version, kversion):
                     log(LOG_INFO, f"{fname}:{lineno}: override kernel did not match {version}\n")
                     continue
-                self.overrides.insert(0, f"{subdir}/{modname}")
+                overrides.append(f"{subdir}/{modname}")
             elif cmd == "external" and len(args) >= 2:
                 version, path = args[:2]
                 if not _kernel_matches(version, kversion):
                     log(LOG_INFO, f"{fname}:{lineno}: external directory did not match "
                                   f"{version}\n")
                     continue
-                self.externals.insert(0, path)
+                externals.append(path)
             elif cmd == "exclude":
-                for a in args:
-                    self.excludes.insert(0, a)
+                excludes += args
             elif cmd in ("include", "make_map_files"):
                 log(LOG_INFO, f"{fname}:{lineno}: command {cmd} not implemented yet\n")
             else:
                 log(LOG_ERR, f"{fname}:{lineno}: ignoring bad line starting with '{cmd}'\n")
+        for into, new in ((self.searches, searches), (self.overrides, overrides),
+                          (self.externals, externals), (self.excludes, excludes)):
+            into[:0] = new[::-1]
 
 
 def config_file_list(paths: Sequence[str], log: LogFn) -> list[str]:

@@ -31,11 +31,13 @@ def wrapped_lines(data: bytes) -> Iterator[tuple[int, str]]:
     linenum = 0
     pos, n = 0, len(data)
     find = data.find
+    nl = -2  # the next newline at or after pos (-1: none left), found again once passed
     while pos < n:
         buf = bytearray()
         phys = 0  # newlines read for this line (kmod's n)
         while True:
-            nl = find(b"\n", pos)
+            if nl < pos and nl != -1:  # not searched again per backslash: quadratic
+                nl = find(b"\n", pos)
             stop = n if nl < 0 else nl
             bs = find(b"\\", pos, stop)
             if bs < 0:

@@ -12,6 +12,7 @@ survives to the output.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Iterable, Sequence
 
@@ -42,17 +43,15 @@ def underscores(s: str | None) -> str | None:
         return None
 
 
+_TOKEN = re.compile(r"[^ \t]+")
+
+
 def _strtok(s: str, pos: int) -> tuple[str | None, int]:
     """glibc ``strtok_r(…, "\\t ")`` from ``pos``: (token, position after its delimiter)."""
-    n = len(s)
-    while pos < n and s[pos] in " \t":
-        pos += 1
-    if pos >= n:
-        return None, n
-    end = pos
-    while end < n and s[end] not in " \t":
-        end += 1
-    return s[pos:end], min(end + 1, n)
+    m = _TOKEN.search(s, pos)
+    if m is None:
+        return None, len(s)
+    return m.group(), min(m.end() + 1, len(s))
 
 
 def _rest(s: str, pos: int) -> str | None:

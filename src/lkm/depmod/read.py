@@ -135,12 +135,15 @@ def _fast_module_data(m: ModuleFile, detail: bool = False) -> ModuleData | None:
     exports: list[str] = []
     export_crcs: list[int] | None = [] if detail else None
     pos = text.find("__crc_")
+    st_names = words[6::6]  # st_name of symbols 1..n-1
+    if pos >= 0 and st_names and max(st_names) >= ntext:
+        pos = -1  # kmod_elf_get_symbols: a name outside .strtab sends it to the fallback
     if pos >= 0:
-        names_col = words[6::6].tobytes()  # st_name of symbols 1..n-1, 4 bytes each
+        names_col = st_names.tobytes()  # 4 bytes each
         while pos >= 0:
             key = pos.to_bytes(4, "little")
             at = names_col.find(key)
-            while at & 3:
+            while at > 0 and at & 3:  # a match across two st_name fields: look further
                 at = names_col.find(key, at + 1)
             if at >= 0:
                 exports.append(text[pos + 6:index("\0", pos)])
@@ -195,7 +198,8 @@ def _fast_module_data(m: ModuleFile, detail: bool = False) -> ModuleData | None:
                 tag, _eq, value = entry.partition("=")
                 if tag == "alias" or tag == "softdep":
                     info.append((tag, value))
-    buckets = array("H", [superfast_hash(n.encode()) & 2047 for n in exports]).tobytes()
+    buckets = array("H", [superfast_hash(n.encode("utf-8", "surrogateescape")) & 2047
+                          for n in exports]).tobytes()
     return ModuleData(exports, export_crcs, dep_names, dep_crcs, dep_weak, dotted, info, 0,
                       buckets)
 

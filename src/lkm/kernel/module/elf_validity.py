@@ -72,8 +72,10 @@ def validate_section_offset(info: LoadInfo, h: SectionHeader) -> bool:
 
 
 def check_section0(info: LoadInfo, log: Printk) -> None:
-    """Section 0 is SHT_NULL with no size and no address."""
-    s0 = info.sechdrs[0]
+    """Section 0 is SHT_NULL with no size and no address.  With e_shnum 0 the kernel
+    still reads a header at e_shoff (past the image if need be: zeros here)."""
+    s0 = info.sechdrs[0] if info.sechdrs else SectionHeader.unpack_from(
+        info.read(info.shoff, SHDR_SIZE), 0)
     if s0.sh_type != SHT_NULL or s0.sh_size != 0 or s0.sh_addr != 0:
         raise _fail(log, f"ELF Spec violation: section 0 type({_s32(s0.sh_type)})!=SH_NULL "
                          "or non-zero len or addr")

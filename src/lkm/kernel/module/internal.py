@@ -94,6 +94,7 @@ class LoadInfo:
         self.sechdrs: list[SectionHeader] = []
         self.secstrings_off = 0
         self.secstrings_size = 0
+        self.shoff = 0
         self.shnum = 0
         self.name: str | None = None
         self.index_info = 0  # .modinfo
@@ -123,6 +124,7 @@ class LoadInfo:
         return raw.decode("utf-8", "surrogateescape")
 
     def load_sechdrs(self, shoff: int, shnum: int) -> None:
+        self.shoff = shoff
         self.shnum = shnum
         self.sechdrs = [SectionHeader.unpack_from(self.data, shoff + i * SHDR_SIZE)
                         for i in range(shnum)]

@@ -359,7 +359,7 @@ def delete_module(k: KernelState, name: str, flags: int = O_NONBLOCK,
 
 
 def _delete_module(k: KernelState, name: str, flags: int, log: Printk) -> None:
-    if not 0 < len(name.encode()) < MODULE_NAME_LEN:
+    if not 0 < len(name.encode("utf-8", "surrogateescape")) < MODULE_NAME_LEN:
         raise LoadError(errno.ENOENT)
     mod = k.find_module(name)
     if mod is None:
