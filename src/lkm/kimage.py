@@ -427,7 +427,7 @@ def _is_certificate(der: bytes) -> bool:
 
     try:
         x509.load_der_x509_certificate(der)
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):  # InvalidVersion: an X.509 version past v3
         return False
     return True
 

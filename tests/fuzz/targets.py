@@ -342,8 +342,8 @@ def run_kimage(data: bytes) -> None:
     img.release  # noqa: B018
     img.certificates  # noqa: B018
     img.vermagic  # noqa: B018
-    kimage.elf_sections(img.vmlinux)
-    kimage.elf_symbols(img.vmlinux, {"system_certificate_list", "__start___ksymtab"})
+    img.elf.sections  # noqa: B018
+    img.elf.symbols({"system_certificate_list", "__start___ksymtab"})
 
 
 def run_profile(data: bytes) -> None:

@@ -190,7 +190,10 @@ def vmlinux_exports(img: Vmlinux) -> dict[str, tuple[int | None, bool, str]]:
     def string(addr: int) -> str:
         o = addr - sbase
         if 0 <= o < len(text):
-            return text[o:text.index("\0", o)]
+            end = text.find("\0", o)
+            if end < 0:
+                raise ProfileError(f"vmlinux: export name at {addr:#x} is not terminated")
+            return text[o:end]
         s = img.cstring(addr)
         if s is None:
             raise ProfileError(f"vmlinux: export name at {addr:#x} is outside the image")
@@ -203,6 +206,10 @@ def vmlinux_exports(img: Vmlinux) -> dict[str, tuple[int | None, bool, str]]:
         if sec is None or data is None:
             continue
         crcs_mv = img.section_bytes(crctab)
+        for what, mv, size in ((tab, data, 12), (crctab, crcs_mv, 4)):
+            if mv is not None and len(mv) % size:
+                raise ProfileError(f"vmlinux: {what} is {len(mv)} bytes, not a whole number of "
+                                   f"{size}-byte entries")
         crcs = [c for (c,) in struct.iter_unpack("<I", crcs_mv)] if crcs_mv is not None else []
         base = sec.addr
         for i, (_val, name_off, ns_off) in enumerate(struct.iter_unpack("<iii", data)):
