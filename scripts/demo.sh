@@ -120,6 +120,18 @@ printf '$ %s\n' "$LKM check ${KO612[lkm_user]} --kernel $T61   # built for 6.12,
 "$LKM" check "${KO612[lkm_params]}" "${KO612[lkm_user]}" --kernel "$T61" || echo "   (exit $?)"
 run "$LKM" check "$M61/kernel/fs/btrfs/btrfs.ko" --kernel "$T61" --cmdline "module_blacklist=xor"  || echo "   (exit $?)"
 
+say "the course's exercises in the virtual kernel: a /proc file with the uptime, pr_debug and dynamic debug"
+export LKM_VIRTUAL=$WORK/ve
+"$LKM" virtual create "$LKM_VIRTUAL" --from "$T61" > /dev/null
+run "$LKM" insmod "${KO[lkm_exec_proc_uptime]}"
+run "$LKM" cat /proc/lkm_uptime     # its seq_file show() runs, on the virtual clock
+run "$LKM" cat /proc/lkm_uptime
+run "$LKM" insmod "${KO[lkm_exec_loglevel]}" loglevel=3      # pr_debug stays silent ...
+run "$LKM" rmmod lkm_exec_loglevel
+run "$LKM" insmod "${KO[lkm_exec_loglevel]}" loglevel=3 dyndbg=+p   # ... until dynamic debug enables it
+"$LKM" dmesg | grep lkm_exec_loglevel
+unset LKM_VIRTUAL
+
 say "lkm vm: the same module in Debian's real 6.1 kernel, booted under QEMU, beside the virtual one"
 printf '$ %s\n' "$LKM vm --kernel $T61 --dmesg -- /sbin/insmod ${KO[lkm_exec_params]} count=3 'name=\"demo\"'"
 "$LKM" vm --kernel "$T61" --dmesg -- /sbin/insmod "${KO[lkm_exec_params]}" count=3 'name="demo"' | tee "$WORK/real"
