@@ -21,10 +21,12 @@ from lkm.kernel.api.seq_file import (
     USER_BUF_SIZE,
     _kfree,
     _kzalloc,
+    cat,
     copy_out,
     file_field,
     invoke,
     user_buffer,
+    write_once,
 )
 
 MINORBITS = 20
@@ -32,7 +34,6 @@ MISC_MAJOR = 10
 MISC_DYNAMIC_MINOR = 255
 DYNAMIC_MINORS = 128
 CHRDEV_MAJOR_DYN_END, CHRDEV_MAJOR_DYN_START = 234, 254
-READ_CHUNK = 131072
 
 
 def MKDEV(major: int, minor: int) -> int:
@@ -341,22 +342,11 @@ class DevFile:
 
 
 def read_dev(k: Kernel, path: str) -> bytes:
-    f = DevFile(k, path, 1)
-    out = bytearray()
-    try:
-        while chunk := f.read(READ_CHUNK):
-            out += chunk
-    finally:
-        f.close()
-    return bytes(out)
+    return cat(DevFile(k, path, 1))
 
 
 def write_dev(k: Kernel, path: str, data: bytes) -> int:
-    f = DevFile(k, path, 2)
-    try:
-        return f.write(data)
-    finally:
-        f.close()
+    return write_once(DevFile(k, path, 2), data)
 
 
 # -- the virtual kernel's files ----------------------------------------------------------------

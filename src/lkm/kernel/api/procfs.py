@@ -22,17 +22,18 @@ from lkm.kernel.api.seq_file import (
     USER_BUF_SIZE,
     _kfree,
     _kzalloc,
+    cat,
     copy_out,
     file_field,
     invoke,
     read_iter,
     user_buffer,
+    write_once,
 )
 
 S_IFDIR, S_IFREG = 0o040000, 0o100000
 S_IRUGO, S_IXUGO = 0o444, 0o111
 FMODE_READ, FMODE_WRITE = 1, 2
-READ_CHUNK = 131072  # what cat(1) asks for
 
 
 @substate("procfs")
@@ -321,23 +322,12 @@ def open_entry(k: Kernel, path: str, fmode: int = FMODE_READ) -> OpenFile:
 
 def read_entry(k: Kernel, path: str) -> bytes:
     """cat PATH: open, read until EOF, release."""
-    f = open_entry(k, path)
-    out = bytearray()
-    try:
-        while chunk := f.read(READ_CHUNK):
-            out += chunk
-    finally:
-        f.close()
-    return bytes(out)
+    return cat(open_entry(k, path))
 
 
 def write_entry(k: Kernel, path: str, data: bytes) -> int:
     """echo VALUE > PATH: open for writing, one write(2), release."""
-    f = open_entry(k, path, FMODE_WRITE)
-    try:
-        return f.write(data)
-    finally:
-        f.close()
+    return write_once(open_entry(k, path, FMODE_WRITE), data)
 
 
 def list_entries(k: Kernel, path: str) -> list[str] | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Sequence
+from typing import Protocol
 
 from lkm.kernel.api import core
 from lkm.kernel.api.core import Kernel, err, kfunc, signed
@@ -28,6 +29,38 @@ MAX_RW_COUNT = 0x7FFFF000
 
 
 # -- calling ops: a kernel function's handler directly, module code on the CPU -------------
+
+READ_CHUNK = 131072  # what cat(1) asks for at a time
+
+
+class OpenFile(Protocol):
+    """A file a reading process holds open: a /proc entry or a device node."""
+
+    def read(self, n: int) -> bytes: ...
+
+    def write(self, data: bytes) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def cat(f: OpenFile) -> bytes:
+    """cat(1) on an open file: read until EOF, then release it."""
+    out = bytearray()
+    try:
+        while chunk := f.read(READ_CHUNK):
+            out += chunk
+    finally:
+        f.close()
+    return bytes(out)
+
+
+def write_once(f: OpenFile, data: bytes) -> int:
+    """echo VALUE > PATH on an open file: one write(2), then release it."""
+    try:
+        return f.write(data)
+    finally:
+        f.close()
+
 
 def invoke(k: Kernel, fn: int, args: Sequence[int] = ()) -> int:
     """Call the function at ``fn``: a kernel function the virtual kernel implements runs
